@@ -1,0 +1,68 @@
+/**
+ * The interface both backends implement. A backend holds one model's weights (uploaded once) and runs
+ * one sequence per call under a Plan; a plan change is just a different argument on the next call.
+ */
+import type { ModelSpec } from './config.ts';
+import type { Plan } from './plan.ts';
+import type { ModelWeights } from './weights.ts';
+
+/** Per active block, the streaming sums of DESIGN.md: they add up across sequences and batches. */
+export interface BlockStatSums {
+  /** Original block index. */
+  index: number;
+  /** Σ_t cos(x_in,t, x_out,t) */
+  cosSum: number;
+  /** Σ_t arccos(cos)/π */
+  angularSum: number;
+  /** Σ_t ‖x_out − x_in‖ / ‖x_out‖ */
+  relMagnitudeSum: number;
+  tokens: number;
+}
+
+export interface ForwardRequest {
+  /** Token ids of one sequence (or the new tokens when a cache is passed). */
+  ids: ArrayLike<number>;
+  plan: Plan;
+  /** Logit rows to return: none, the last position only, or every position. */
+  logits: 'none' | 'last' | 'all';
+  /** Also return Σ NLL of predicting ids[t+1] from ids[≤t] within this call (computed where the logits are). */
+  nll?: boolean;
+  /** Decode with a KV cache made by createCache for the same plan; positions continue from cache.length. */
+  cache?: KVCache;
+}
+
+export interface ForwardResult {
+  /** rows × vocab, row-major; rows = 1 for 'last', ids.length for 'all'. */
+  logits: Float32Array | null;
+  stats: BlockStatSums[] | null;
+  /** With capture 'states': [x_0, x_1 (after first active block), ...], each tokens × hidden. */
+  states: Float32Array[] | null;
+  nllSum: number;
+  nllCount: number;
+}
+
+export interface KVCache {
+  /** Positions already stored. */
+  readonly length: number;
+  readonly capacity: number;
+  /** The plan key the cache was filled under. */
+  readonly planKey: string;
+  dispose(): void;
+}
+
+export interface BackendInfo {
+  kind: 'cpu' | 'webgpu';
+  /** For the status bar: "CPU (TypeScript reference)" or the adapter's name. */
+  description: string;
+  /** Bytes the backend holds for weights (device or host). */
+  weightBytes: number;
+}
+
+export interface Backend {
+  readonly info: BackendInfo;
+  forward(request: ForwardRequest): Promise<ForwardResult>;
+  createCache(capacity: number, plan: Plan): KVCache;
+  dispose(): void;
+}
+
+export type BackendFactory = (spec: ModelSpec, weights: ModelWeights) => Promise<Backend>;

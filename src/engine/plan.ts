@@ -1,0 +1,59 @@
+/**
+ * What one forward runs and captures. Observation is part of the plan (not flags in kernels): which
+ * blocks run and in what order, which halves of a block are skipped, and what is captured.
+ */
+import { PruneLabError } from './errors.ts';
+
+export type Capture = 'none' | 'stats' | 'states';
+
+export interface Plan {
+  /** Blocks to run, in order. A block not listed costs nothing. */
+  blocks: number[];
+  /** Blocks whose attention half is skipped (the residual stream passes through unchanged). */
+  skipAttention: number[];
+  /** Blocks whose MLP half is skipped. */
+  skipMlp: number[];
+  /** 'stats': per-active-block sums; 'states': also every residual state (heatmap, logit lens). */
+  capture: Capture;
+}
+
+export interface Removal {
+  /** Whole blocks removed. */
+  blocks?: readonly number[];
+  /** Only the attention half removed. */
+  attention?: readonly number[];
+  /** Only the MLP half removed. */
+  mlp?: readonly number[];
+}
+
+function checkIndices(layers: number, list: readonly number[], what: string): void {
+  for (const i of list) {
+    if (!Number.isInteger(i) || i < 0 || i >= layers) {
+      throw new PruneLabError(`block ${i} does not exist (the model has blocks 0..${layers - 1})`, { field: what });
+    }
+  }
+}
+
+/** All blocks in order, minus a removal set. */
+export function makePlan(layers: number, removal: Removal = {}, capture: Capture = 'none'): Plan {
+  const removed = removal.blocks ?? [];
+  checkIndices(layers, removed, 'remove');
+  checkIndices(layers, removal.attention ?? [], 'remove-attention');
+  checkIndices(layers, removal.mlp ?? [], 'remove-mlp');
+  const gone = new Set(removed);
+  return {
+    blocks: Array.from({ length: layers }, (_, i) => i).filter((i) => !gone.has(i)),
+    skipAttention: [...(removal.attention ?? [])],
+    skipMlp: [...(removal.mlp ?? [])],
+    capture,
+  };
+}
+
+export function withCapture(plan: Plan, capture: Capture): Plan {
+  return { ...plan, capture };
+}
+
+/** A short stable key for a plan's compute (not its capture), e.g. to tie a KV cache to it. */
+export function planKey(plan: Plan): string {
+  return `${plan.blocks.join(',')}|a${plan.skipAttention.join(',')}|m${plan.skipMlp.join(',')}`;
+}

@@ -1,0 +1,13 @@
+/// <reference types="vitest/config" />
+import { svelte } from '@sveltejs/vite-plugin-svelte';
+import { defineConfig } from 'vite';
+
+export default defineConfig({
+  plugins: [svelte()],
+  worker: { format: 'es' },
+  server: { host: '127.0.0.1' },
+  test: {
+    include: ['tests/unit/**/*.test.ts', 'tests/engine/**/*.test.ts'],
+    testTimeout: 60_000,
+  },
+});
