@@ -4,7 +4,7 @@ import { bindLlamaWeights } from './arch/llama.ts';
 import { type ModelSpec, parseConfig } from './config.ts';
 import { PruneLabError } from './errors.ts';
 import { type HostTensor, parseSafetensors } from './safetensors.ts';
-import type { ModelSource, Progress } from './sources.ts';
+import type { ModelSource } from './sources.ts';
 import { canonicalName, type ModelWeights } from './weights.ts';
 
 export interface TokenizerFiles {

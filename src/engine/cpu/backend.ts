@@ -193,7 +193,7 @@ export class CpuBackend implements Backend {
     if (request.logits !== 'none' || request.nll) {
       const wantRows = request.logits === 'last' && !request.nll ? [rows - 1] : Array.from({ length: rows }, (_, t) => t);
       const picked = new Float32Array(wantRows.length * hidden);
-      wantRows.forEach((t, k) => picked.set(x.subarray(t * hidden, (t + 1) * hidden), k * hidden));
+      for (const [k, t] of wantRows.entries()) picked.set(x.subarray(t * hidden, (t + 1) * hidden), k * hidden);
       const all = matmul(this.normalize(picked, this.finalNorm), wantRows.length, this.lmHead, vocabSize, hidden, null);
       if (request.nll) {
         for (let t = 0; t + 1 < rows; t++) nllSum += nll(all, t * vocabSize, vocabSize, ids[t + 1]);
