@@ -1,5 +1,8 @@
-/** A real local HTTP server for source tests: serves folders under URL prefixes, with Range support. */
-import { createReadStream, statSync } from 'node:fs';
+/**
+ * A real local HTTP server for source tests: serves folders under URL prefixes, with Range support, and
+ * optionally the hub's tree API (a JSON listing of a folder's files, as huggingface.co answers it).
+ */
+import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join, normalize } from 'node:path';
 
@@ -9,12 +12,40 @@ export interface ServedFolders {
   close(): Promise<void>;
 }
 
+export interface ServeOptions {
+  /**
+   * Exact API paths (e.g. "/api/models/org/model/tree/main") -> folder on disk: answered with the hub's
+   * JSON listing of the folder's files: [{type: 'file', oid, size, path, lfs?: {oid, size, pointerSize}}].
+   */
+  hubTrees?: Record<string, string>;
+}
+
+/** The hub tree API's answer for a folder (top level only); *.safetensors are listed as LFS files. */
+export function hubTreeListing(folder: string): unknown[] {
+  return readdirSync(folder, { withFileTypes: true })
+    .filter((d) => d.isFile())
+    .map((d) => {
+      const size = statSync(join(folder, d.name)).size;
+      const oid = '0'.repeat(40);
+      return d.name.endsWith('.safetensors')
+        ? { type: 'file', oid, size, path: d.name, lfs: { oid: '0'.repeat(64), size, pointerSize: 134 } }
+        : { type: 'file', oid, size, path: d.name };
+    })
+    .sort((a, b) => a.path.localeCompare(b.path));
+}
+
 /** routes: URL prefix (e.g. "/org/model/resolve/main/") -> folder on disk. */
-export async function serveFolders(routes: Record<string, string>): Promise<ServedFolders> {
+export async function serveFolders(routes: Record<string, string>, options: ServeOptions = {}): Promise<ServedFolders> {
   const requests: string[] = [];
   const server: Server = createServer((req, res) => {
     const url = decodeURIComponent((req.url ?? '/').split('?')[0]);
     requests.push(url);
+    const tree = options.hubTrees?.[url];
+    if (tree !== undefined) {
+      const body = JSON.stringify(hubTreeListing(tree));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+      return;
+    }
     const prefix = Object.keys(routes).find((p) => url.startsWith(p));
     const rel = prefix === undefined ? null : normalize(url.slice(prefix.length));
     if (prefix === undefined || rel === null || rel.startsWith('..')) {

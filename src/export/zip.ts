@@ -1,0 +1,101 @@
+/**
+ * The pruned checkpoint as one download: a zip (fflate, never hand-written) of the HF-layout files from
+ * prunedCheckpointFiles plus PRUNELAB.md, which says which original blocks were removed, by what metric,
+ * with what scores, and how the files were made.
+ */
+import { zipSync, type Zippable } from 'fflate';
+import { type BlockScore, type Metric, METRICS } from '../analysis/influence.ts';
+import type { Checkpoint } from '../engine/checkpoint.ts';
+import { PruneLabError } from '../engine/errors.ts';
+import { prunedCheckpointFiles } from './pruned-checkpoint.ts';
+
+export interface ZipNote {
+  /** The metric the removed blocks were chosen by (null: chosen by hand). */
+  metric: Metric | null;
+  /** Per-block scores of the original model, as measured (may be empty). */
+  scores: readonly BlockScore[];
+  /** Written verbatim as generation_config.json when given (HF format). */
+  generationConfig?: Record<string, unknown>;
+  /** A few words on the calibration text, e.g. "moby-dick, 16 × 128 tokens". */
+  calibration?: string;
+  /** The share link of the experiment. */
+  link?: string;
+  /** Folder name inside the zip (default: the model's name + "-pruned"). */
+  folder?: string;
+  /** Time stamp of the files and the note (default: now). */
+  createdAt?: Date;
+}
+
+/** fflate writes no zip64 records: every offset must fit in 32 bits. */
+const ZIP_LIMIT = 0xffffffff - (1 << 20);
+
+/** "owner/name@rev", "/models/sotu-llama/", "sotu-llama" -> "name-pruned" / "sotu-llama-pruned". */
+export function prunedFolderName(label: string): string {
+  const base = label.replace(/[?#].*$/, '').replace(/\/+$/, '').split('/').pop()?.replace(/@.*$/, '') ?? '';
+  const safe = base.replace(/[^\w.-]+/g, '_').replace(/^[._]+/, '').slice(0, 80);
+  return `${safe || 'model'}-pruned`;
+}
+
+const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(6) : '—');
+
+export function prunelabNote(checkpoint: Checkpoint, removed: readonly number[], keptBlocks: readonly number[], note: ZipNote): string {
+  const layers = checkpoint.spec.layers;
+  const gone = [...removed].sort((a, b) => a - b);
+  const metricLabel = note.metric ? (METRICS.find((m) => m.id === note.metric)?.label ?? note.metric) : null;
+  const lines = [
+    `# ${prunedFolderName(checkpoint.label)}`,
+    '',
+    `A copy of **${checkpoint.label}** with ${gone.length} of its ${layers} transformer blocks removed, made with PruneLab.`,
+    '',
+    `- Removed original blocks (0-based): **${gone.join(', ') || 'none'}**`,
+    `- Chosen by: ${metricLabel ? `${metricLabel} (\`${note.metric}\`), lowest first` : 'hand'}`,
+    ...(note.calibration ? [`- Calibration text: ${note.calibration}`] : []),
+    `- Blocks kept: ${keptBlocks.length} (new \`layers.N\` ← original block: ${keptBlocks.map((old, k) => `${k}←${old}`).join(', ')})`,
+    `- Made: ${(note.createdAt ?? new Date()).toISOString()}`,
+    ...(note.link ? [`- Experiment: ${note.link}`] : []),
+    '',
+    '## How it was made',
+    '',
+    'The tensors of the removed blocks were dropped and the remaining blocks renumbered from 0 in their',
+    'original order; every other tensor is byte for byte as stored in the original',
+    `(${checkpoint.dtypes.join(', ')}). config.json has the new layer count (and any per-layer lists cut to`,
+    'match); tokenizer files are copied unchanged. Load it like the original, e.g.',
+    '`AutoModelForCausalLM.from_pretrained("<this folder>")`, or `npx prunelab ppl --model <this folder> ...`.',
+  ];
+  if (note.scores.length > 0) {
+    const tokens = note.scores[0].tokens;
+    lines.push(
+      '',
+      `## Block scores of the original (${tokens} calibration tokens)`,
+      '',
+      'BI = 1 − mean cos(x_in, x_out) (ShortGPT); angular = mean arccos(cos)/π; relMagnitude = mean ‖f(x)‖/‖x + f(x)‖.',
+      '',
+      '| block | BI | angular | relMagnitude | removed |',
+      '|---:|---:|---:|---:|:---:|',
+      ...[...note.scores].sort((a, b) => a.index - b.index).map((s) => `| ${s.index} | ${fmt(s.bi)} | ${fmt(s.angular)} | ${fmt(s.relMagnitude)} | ${gone.includes(s.index) ? 'yes' : ''} |`),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The zip's bytes: `<folder>/config.json, model.safetensors, tokenizer files, [generation_config.json], PRUNELAB.md`. */
+export function prunedCheckpointZip(checkpoint: Checkpoint, removed: readonly number[], note: ZipNote): Uint8Array {
+  const gone = [...new Set(removed)].sort((a, b) => a - b);
+  const { files, keptBlocks } = prunedCheckpointFiles(checkpoint, gone, {
+    prunelab_removed_blocks: gone.join(','),
+    ...(note.metric ? { prunelab_metric: note.metric } : {}),
+  });
+  const encode = (text: string) => new TextEncoder().encode(text);
+  if (note.generationConfig) files.set('generation_config.json', encode(`${JSON.stringify(note.generationConfig, null, 2)}\n`));
+  files.set('PRUNELAB.md', encode(prunelabNote(checkpoint, gone, keptBlocks, note)));
+  const total = [...files.values()].reduce((a, b) => a + b.byteLength, 0);
+  if (total > ZIP_LIMIT) throw new PruneLabError(`the pruned checkpoint is ${(total / 2 ** 30).toFixed(1)} GiB; a zip download holds at most 4 GiB`, { field: 'export' });
+  const folder = note.folder ?? prunedFolderName(checkpoint.label);
+  const mtime = note.createdAt ?? new Date();
+  const entries: Zippable = {};
+  for (const [name, bytes] of files) {
+    // Weights barely compress; storing them keeps the export fast.
+    entries[`${folder}/${name}`] = [bytes, { level: name.endsWith('.safetensors') ? 0 : 6, mtime }];
+  }
+  return zipSync(entries, { mtime });
+}
