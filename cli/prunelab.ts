@@ -5,6 +5,8 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { blockScores } from '../src/analysis/influence.ts';
+import { clozeTasks, compareMc, encodeMcItems, type McItem, parseMcJsonl } from '../src/analysis/mc.ts';
+import { BLOCK_STRATEGIES, isStrategy, runSweep, STRATEGIES, type Strategy, type SweepStep } from '../src/analysis/sweep.ts';
 import { describeError, PruneLabError } from '../src/engine/errors.ts';
 import { type BackendKind, Model } from '../src/engine/model.ts';
 import { makePlan, type Removal } from '../src/engine/plan.ts';
@@ -20,6 +22,11 @@ const USAGE = `usage: prunelab <command> [options]
   ppl      --model <dir|hub-id> (--text <file> | --ids <file.json>) [--remove 3,5,7] [--remove-attention ..] [--remove-mlp ..] [--seq-len N] [--backend ..] [--json]
   prune    --model <dir> --remove 3,5,7 --out <dir>
   generate --model <dir> --prompt "..." [--remove ...] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--backend ..] [--json]
+  sweep    --model <dir|hub-id> (--text <file> | --ids <file.json>) [--eval-text <file> | --eval-ids <file.json>]
+           [--strategies ${BLOCK_STRATEGIES.join(',')}] [--max-removed K] [--seeds N] [--seq-len N] [--max-sequences N] [--backend ..] [--json]
+           strategies: ${STRATEGIES.join(', ')} or all; --text/--ids calibrate (drive the choices), --eval-* measure
+  mc       --model <dir|hub-id> (--tasks <file.jsonl> | --cloze-text <file> [--cloze-count N] [--seed S] [--write-tasks <file.jsonl>])
+           [--remove 3,5,7] [--remove-attention ..] [--remove-mlp ..] [--backend ..] [--json]
 --model defaults to ${DEFAULT_MODEL} (the embedded model).`;
 
 type Flags = Map<string, string | true>;
@@ -198,7 +205,83 @@ async function generate(flags: Flags, out: Out): Promise<void> {
   model.dispose();
 }
 
-const COMMANDS: Record<string, (flags: Flags, out: Out) => Promise<void>> = { score, ppl, prune, generate };
+function parseStrategies(value: string | undefined): Strategy[] {
+  if (value === undefined) return [...BLOCK_STRATEGIES];
+  if (value.trim() === 'all') return [...STRATEGIES];
+  const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (names.length === 0) throw new PruneLabError('--strategies names no strategy');
+  for (const name of names) if (!isStrategy(name)) throw new PruneLabError(`unknown strategy "${name}" in --strategies (known: ${STRATEGIES.join(', ')}, or all)`);
+  return names as Strategy[];
+}
+
+function describeStep(step: SweepStep): string {
+  const sets = [`[${step.removed.join(',')}]`];
+  if (step.removedAttention) sets.push(`attention [${step.removedAttention.join(',')}]`);
+  if (step.removedMlp) sets.push(`mlp [${step.removedMlp.join(',')}]`);
+  const range = step.pplMin !== undefined ? ` (seeds ${step.pplMin.toFixed(3)} … ${(step.pplMax as number).toFixed(3)}, median seed ${step.seed})` : '';
+  return `${sets.join(' ')} ppl ${step.ppl.toFixed(4)}${range}`;
+}
+
+async function sweep(flags: Flags, out: Out): Promise<void> {
+  const strategies = parseStrategies(str(flags, 'strategies'));
+  const model = await openModel(flags);
+  const calibration = await readSequences(flags, model);
+  const hasEval = str(flags, 'eval-text') !== undefined || str(flags, 'eval-ids') !== undefined;
+  const evaluation = hasEval ? await readSequences(flags, model, 'eval-ids', 'eval-text') : undefined;
+  const layers = model.spec.layers;
+  const maxRemoved = int(flags, 'max-removed', layers - 1, 0);
+  if (maxRemoved > layers - 1) throw new PruneLabError(`--max-removed must be at most ${layers - 1} (the model has ${layers} blocks; one must remain), got ${maxRemoved}`);
+  const result = await runSweep(model, calibration, {
+    strategies,
+    evaluation,
+    maxRemoved,
+    seeds: int(flags, 'seeds', 5),
+    onStep: out.json ? undefined : ({ strategy, k, step, seed }) => out.print(`${strategy}${seed === undefined ? '' : ` seed ${seed}`} k=${k} ${describeStep(step)}`),
+  });
+  if (out.json) {
+    out.print(JSON.stringify({ model: modelSummary(model), layers, maxRemoved, calibrationTokens: result.calibrationTokens, evalTokens: result.evaluationTokens, strategies: result.strategies, orders: result.orders, randomSeeds: result.randomSeeds }));
+  } else {
+    out.print(`\nperplexity on ${hasEval ? 'the evaluation set' : 'the calibration set'} (${result.evaluationTokens} predicted tokens) by blocks removed`);
+    out.print(['k'.padStart(3), ...strategies.map((s) => s.padStart(11))].join(' '));
+    for (let k = 0; k <= maxRemoved; k++) out.print([String(k).padStart(3), ...strategies.map((s) => (result.strategies[s]?.[k]?.ppl.toFixed(3) ?? '').padStart(11))].join(' '));
+    for (const [name, order] of Object.entries(result.orders)) out.print(`${name} order: ${order.join(', ')}`);
+  }
+  model.dispose();
+}
+
+async function mc(flags: Flags, out: Out): Promise<void> {
+  const tasksFile = str(flags, 'tasks');
+  const clozeFile = str(flags, 'cloze-text');
+  if ((tasksFile === undefined) === (clozeFile === undefined)) throw new PruneLabError('pass exactly one of --tasks <file.jsonl> or --cloze-text <file>');
+  const source = (tasksFile ?? clozeFile) as string;
+  const text = await readFile(source, 'utf8').catch((e: Error) => {
+    throw new PruneLabError(`cannot read (${e.message})`, { file: source });
+  });
+  let items: McItem[];
+  if (tasksFile !== undefined) items = parseMcJsonl(text, tasksFile);
+  else {
+    items = clozeTasks(text, { count: int(flags, 'cloze-count', 100), seed: int(flags, 'seed', 0, 0) });
+    const writeTo = str(flags, 'write-tasks');
+    if (writeTo) await writeFile(writeTo, items.map((item) => JSON.stringify(item)).join('\n') + '\n');
+  }
+  const model = await openModel(flags);
+  const removal = removalFrom(flags);
+  makePlan(model.spec.layers, removal); // validates the indices before any scoring
+  const { original, pruned } = await compareMc(model, encodeMcItems(model, items), removal);
+  const removed = [...(removal.blocks ?? [])].sort((a, b) => a - b);
+  if (out.json) {
+    const extra: Record<string, number[]> = {};
+    if (removal.attention?.length) extra.removedAttention = [...removal.attention].sort((a, b) => a - b);
+    if (removal.mlp?.length) extra.removedMlp = [...removal.mlp].sort((a, b) => a - b);
+    out.print(JSON.stringify({ accuracy: pruned.accuracy, accNorm: pruned.accNorm, n: pruned.n, removed, ...extra, original: { accuracy: original.accuracy, accNorm: original.accNorm } }));
+  } else {
+    out.print(`accuracy ${pruned.accuracy.toFixed(4)} (acc_norm ${pruned.accNorm.toFixed(4)}) on ${pruned.n} questions with removed [${removed.join(', ')}]`);
+    out.print(`original ${original.accuracy.toFixed(4)} (acc_norm ${original.accNorm.toFixed(4)})`);
+  }
+  model.dispose();
+}
+
+const COMMANDS: Record<string, (flags: Flags, out: Out) => Promise<void>> = { score, ppl, prune, generate, sweep, mc };
 
 export async function main(argv: string[], print: (text: string) => void = (t) => process.stdout.write(`${t}\n`), printError: (text: string) => void = (t) => process.stderr.write(`${t}\n`)): Promise<number> {
   try {

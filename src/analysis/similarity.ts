@@ -1,0 +1,116 @@
+/**
+ * Layer × layer similarity of residual states (the heatmap, and Gromov et al.'s window choice): for every
+ * pair of states x_i, x_j (0 ≤ i < j ≤ active blocks) the mean over all calibration tokens of cos(x_i,t,
+ * x_j,t) and of arccos(cos)/π, pooled over sequences exactly like the engine's per-block sums (so the
+ * j = i + 1 cells equal the engine's BI and angular numbers).
+ */
+import type { Model, RunOptions } from '../engine/model.ts';
+import { makePlan, type Plan, withCapture } from '../engine/plan.ts';
+
+export interface SimilarityMatrix {
+  /** Original indices of the blocks between the states: state i is the input of blocks[i]. */
+  blocks: number[];
+  /** cos[i][j] for i < j (states 0 … blocks.length); NaN on and below the diagonal. */
+  cos: number[][];
+  /** angular[i][j] = mean arccos(cos)/π, same layout. */
+  angular: number[][];
+  tokens: number;
+}
+
+/** Running sums over state pairs, so sequences (and batches) accumulate. */
+export interface StatePairSums {
+  states: number;
+  cosSum: Float64Array;
+  angularSum: Float64Array;
+  tokens: number;
+}
+
+export function emptyPairSums(states: number): StatePairSums {
+  return { states, cosSum: new Float64Array(states * states), angularSum: new Float64Array(states * states), tokens: 0 };
+}
+
+/** cos between two rows in float64, clamped to [−1, 1] (the engine's blockStatSums does the same). */
+function rowCos(a: Float32Array, b: Float32Array, offset: number, width: number): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let k = offset; k < offset + width; k++) {
+    ab += a[k] * b[k];
+    aa += a[k] * a[k];
+    bb += b[k] * b[k];
+  }
+  return Math.min(1, Math.max(-1, ab / Math.sqrt(aa * bb)));
+}
+
+/** Adds one sequence's states [x_0, x_1, …] (each tokens × hidden) into the pair sums. */
+export function accumulateStatePairs(sums: StatePairSums, states: readonly Float32Array[], hidden: number): void {
+  const n = sums.states;
+  if (states.length !== n) throw new Error(`expected ${n} states, got ${states.length}`);
+  const tokens = states[0].length / hidden;
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      let cosSum = 0;
+      let angularSum = 0;
+      for (let t = 0; t < tokens; t++) {
+        const c = rowCos(states[i], states[j], t * hidden, hidden);
+        cosSum += c;
+        angularSum += Math.acos(c) / Math.PI;
+      }
+      sums.cosSum[i * n + j] += cosSum;
+      sums.angularSum[i * n + j] += angularSum;
+    }
+  }
+  sums.tokens += tokens;
+}
+
+export function similarityFromSums(sums: StatePairSums, blocks: readonly number[]): SimilarityMatrix {
+  const n = sums.states;
+  const grid = (source: Float64Array) =>
+    Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (j > i ? source[i * n + j] / sums.tokens : Number.NaN)));
+  return { blocks: [...blocks], cos: grid(sums.cosSum), angular: grid(sums.angularSum), tokens: sums.tokens };
+}
+
+/** The similarity matrix of a plan's residual states (the full model by default) over a sequence set. */
+export async function layerSimilarity(model: Model, sequences: readonly (readonly number[])[], plan: Plan = makePlan(model.spec.layers), options: RunOptions = {}): Promise<SimilarityMatrix> {
+  const statesPlan = withCapture(plan, 'states');
+  const sums = emptyPairSums(plan.blocks.length + 1);
+  let tokens = 0;
+  for (let s = 0; s < sequences.length; s++) {
+    if (options.signal?.aborted) throw new DOMException('cancelled', 'AbortError');
+    const { states } = await model.backend.forward({ ids: sequences[s], plan: statesPlan, logits: 'none' });
+    accumulateStatePairs(sums, states as Float32Array[], model.spec.hidden);
+    tokens += sequences[s].length;
+    options.onProgress?.(s + 1, sequences.length, tokens);
+  }
+  return similarityFromSums(sums, plan.blocks);
+}
+
+/** A clicked cell (i, j), i < j, removes the blocks between state i and state j: blocks[i … j−1]. */
+export function cellRemoval(matrix: Pick<SimilarityMatrix, 'blocks'>, i: number, j: number): number[] {
+  const n = matrix.blocks.length;
+  if (!Number.isInteger(i) || !Number.isInteger(j) || i < 0 || j > n || i >= j) {
+    throw new RangeError(`cell (${i}, ${j}) is not a pair of states 0 ≤ i < j ≤ ${n}`);
+  }
+  return matrix.blocks.slice(i, j).sort((a, b) => a - b);
+}
+
+export interface Window {
+  /** First state of the window: the window removes blocks[start … start + n − 1]. */
+  start: number;
+  n: number;
+  /** Mean angular distance between x_start and x_start+n. */
+  distance: number;
+  removed: number[];
+}
+
+/**
+ * Gromov et al.: the n-block window whose input and output states are closest in angular distance
+ * (smallest start on ties).
+ */
+export function bestWindow(matrix: SimilarityMatrix, n: number): Window {
+  const blocks = matrix.blocks.length;
+  if (!Number.isInteger(n) || n < 1 || n > blocks) throw new RangeError(`window size ${n} must be 1 … ${blocks}`);
+  let start = 0;
+  for (let l = 1; l + n <= blocks; l++) if (matrix.angular[l][l + n] < matrix.angular[start][start + n]) start = l;
+  return { start, n, distance: matrix.angular[start][start + n], removed: cellRemoval(matrix, start, start + n) };
+}
