@@ -7,7 +7,7 @@ export default defineConfig({
   worker: { format: 'es' },
   server: { host: '127.0.0.1' },
   test: {
-    include: ['tests/unit/**/*.test.ts', 'tests/engine/**/*.test.ts'],
+    include: ['tests/unit/**/*.test.ts', 'tests/engine/**/*.test.ts', 'tests/webgpu/**/*.test.ts'],
     testTimeout: 60_000,
   },
 });

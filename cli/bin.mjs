@@ -18,4 +18,5 @@ if (wantsWebGpu && !process.env.VK_ICD_FILENAMES && !process.env.PRUNELAB_NO_REE
 const { register } = await import('tsx/esm/api');
 register();
 const { main } = await import(join(here, 'prunelab.ts'));
-process.exitCode = await main(args);
+// Exit explicitly: a live Dawn instance would otherwise keep Node running after the work is done.
+process.exit(await main(args));

@@ -13,7 +13,7 @@ import { makePlan, type Removal } from '../src/engine/plan.ts';
 import { directorySource, hubSource, looksLikeHubId, type ModelSource } from '../src/engine/sources.ts';
 import { windows } from '../src/engine/tokenizer.ts';
 import { prunedCheckpointFiles } from '../src/export/pruned-checkpoint.ts';
-import { installNodeWebGpu } from './node-webgpu.ts';
+import { installNodeWebGpu } from '../src/engine/webgpu/node.ts';
 
 export const DEFAULT_MODEL = 'public/models/sotu-llama';
 
@@ -98,7 +98,9 @@ function sourceFor(model: string): ModelSource {
 async function openModel(flags: Flags): Promise<Model> {
   const backend = (str(flags, 'backend') ?? 'cpu') as BackendKind;
   if (backend !== 'cpu' && backend !== 'webgpu') throw new PruneLabError(`--backend must be cpu or webgpu, got "${backend}"`);
-  if (backend === 'webgpu') await installNodeWebGpu();
+  if (backend === 'webgpu' && !(await installNodeWebGpu())) {
+    throw new PruneLabError('no WebGPU adapter in Node (the webgpu package needs a Vulkan driver: set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json and LD_LIBRARY_PATH=/usr/lib/chromium, or use --backend cpu)');
+  }
   const model = str(flags, 'model') ?? DEFAULT_MODEL;
   return Model.load(sourceFor(model), backend);
 }

@@ -1,0 +1,98 @@
+/**
+ * Causal attention with GQA over a key/value buffer laid out [position, kvHeads, headDim] (the KV cache,
+ * or this call's k/v). One workgroup per (query row, head); keys are visited in chunks of 64 with an
+ * online softmax (running max and sum), so memory does not grow with the sequence. Query row r sits at
+ * absolute position firstPosition + r and sees positions 0..that; head h reads KV head h / (heads / kvHeads).
+ */
+import type { Recorder } from '../recorder.ts';
+import { reductions } from './common.ts';
+
+const WG = 64;
+/** Largest head_dim this kernel handles (4 output dims per lane). */
+export const MAX_HEAD_DIM = 256;
+
+function code(): string {
+  return `
+struct Params { heads: u32, kvHeads: u32, headDim: u32, firstPosition: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> keys: array<f32>;
+@group(0) @binding(3) var<storage, read> values: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${reductions(WG)}
+var<workgroup> qs: array<f32, ${MAX_HEAD_DIM}>;
+var<workgroup> weights: array<f32, ${WG}>;
+const DIMS_PER_LANE = ${MAX_HEAD_DIM / WG}u;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let h = wid.x;
+  let r = wid.y;
+  let d = p.headDim;
+  let kvh = h / (p.heads / p.kvHeads);
+  let kvStride = p.kvHeads * d;
+  let qo = (r * p.heads + h) * d;
+  for (var i = lane; i < d; i = i + WG) { qs[i] = q[qo + i]; }
+  workgroupBarrier();
+  let visible = p.firstPosition + r + 1u;
+  var m = -3.0e38;
+  var l = 0.0;
+  var acc: array<f32, ${MAX_HEAD_DIM / WG}>;
+  for (var c0 = 0u; c0 < visible; c0 = c0 + WG) {
+    let pos = c0 + lane;
+    var s = -3.0e38;
+    if (pos < visible) {
+      let ko = pos * kvStride + kvh * d;
+      var dot = 0.0;
+      for (var i = 0u; i < d; i = i + 1u) { dot = fma(qs[i], keys[ko + i], dot); }
+      s = dot * p.scale;
+    }
+    let mNew = max(m, reduceMax(s, lane));
+    var e = 0.0;
+    if (pos < visible) { e = exp(s - mNew); }
+    weights[lane] = e;
+    let chunkSum = reduceSum(e, lane);
+    let correction = exp(m - mNew);
+    l = l * correction + chunkSum;
+    m = mNew;
+    let count = min(WG, visible - c0);
+    for (var j = 0u; j < DIMS_PER_LANE; j = j + 1u) {
+      let i = lane + j * WG;
+      if (i < d) {
+        var a = acc[j] * correction;
+        for (var t = 0u; t < count; t = t + 1u) { a = fma(weights[t], values[(c0 + t) * kvStride + kvh * d + i], a); }
+        acc[j] = a;
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var j = 0u; j < DIMS_PER_LANE; j = j + 1u) {
+    let i = lane + j * WG;
+    if (i < d) { out[qo + i] = acc[j] / l; }
+  }
+}`;
+}
+
+export function attentionPipeline(rec: Pick<Recorder, 'pipelines'>): GPUComputePipeline {
+  return rec.pipelines.get('attention', code);
+}
+
+export interface AttentionArgs {
+  q: GPUBuffer;
+  rows: number;
+  keys: GPUBuffer;
+  values: GPUBuffer;
+  firstPosition: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  out: GPUBuffer;
+}
+
+export function causalAttention(rec: Recorder, a: AttentionArgs): void {
+  rec.dispatch(
+    attentionPipeline(rec),
+    { u32: [a.heads, a.kvHeads, a.headDim, a.firstPosition], f32: [1 / Math.sqrt(a.headDim)] },
+    [a.q, a.keys, a.values, a.out],
+    [a.heads, a.rows],
+  );
+}

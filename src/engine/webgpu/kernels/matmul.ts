@@ -1,0 +1,144 @@
+/**
+ * y[r, o] (+)= Σ_i x[r, i] · W[o, i] + b[o], W in nn.Linear layout [out, in], f32 or packed f16.
+ * Fused: the bias, the residual add (`accumulate`: y += …, used by o_proj and down_proj) and the
+ * destination row offset (`outRowOffset`: k/v projections write straight into the KV cache).
+ * Two shapes: a tiled, register-blocked GEMM for prefill (rows > 1) and a GEMV for decode (rows = 1).
+ */
+import type { Binding, Recorder } from '../recorder.ts';
+import { grid, LINEAR_ID, type WeightFormat, weightBinding } from './common.ts';
+
+/** GEMM tile: BM rows × BN outputs per workgroup, each of the 8×16 threads holding a 4×4 block. */
+const BM = 32;
+const BN = 64;
+const BK = 16;
+/** GEMV: 64 lanes split the inner dimension of each of 4 outputs per workgroup. */
+const GEMV_LANES = 8;
+const GEMV_OUTS = 8;
+
+export interface MatmulVariant {
+  format: WeightFormat;
+  bias: boolean;
+  accumulate: boolean;
+}
+
+function header(v: MatmulVariant): string {
+  return `
+struct Params { rows: u32, n: u32, k: u32, outRowOffset: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+${weightBinding(2, 'w', v.format)}
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+${v.bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
+fn storeOut(r: u32, c: u32, acc: f32) {
+  let v = acc${v.bias ? ' + bias[c]' : ''};
+  let at = (p.outRowOffset + r) * p.n + c;
+  y[at] = ${v.accumulate ? 'y[at] + v' : 'v'};
+}`;
+}
+
+function gemmCode(v: MatmulVariant): string {
+  return `${header(v)}
+const BM = ${BM}u; const BN = ${BN}u; const BK = ${BK}u;
+var<workgroup> xs: array<f32, ${BM * BK}>;
+var<workgroup> ws: array<f32, ${BN * BK}>;
+/** Row r, columns c, c + 16, c + 32, c + 48 (a thread's outputs are strided so stores coalesce). */
+fn storeRow(r: u32, c: u32, v: vec4<f32>) {
+  if (r >= p.rows) { return; }
+  if (c < p.n) { storeOut(r, c, v.x); }
+  if (c + 16u < p.n) { storeOut(r, c + 16u, v.y); }
+  if (c + 32u < p.n) { storeOut(r, c + 32u, v.z); }
+  if (c + 48u < p.n) { storeOut(r, c + 48u, v.w); }
+}
+@compute @workgroup_size(16, 8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row0 = wid.y * BM;
+  let col0 = wid.x * BN;
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  for (var k0 = 0u; k0 < p.k; k0 = k0 + BK) {
+    for (var e = li; e < BM * BK; e = e + 128u) {
+      let r = row0 + e / BK;
+      let kk = k0 + e % BK;
+      var v = 0.0;
+      if (r < p.rows && kk < p.k) { v = x[r * p.k + kk]; }
+      xs[e] = v;
+    }
+    for (var e = li; e < BN * BK; e = e + 128u) {
+      let c = col0 + e / BK;
+      let kk = k0 + e % BK;
+      var v = 0.0;
+      if (c < p.n && kk < p.k) { v = wAt(c * p.k + kk); }
+      ws[e] = v;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk = kk + 1u) {
+      let wv = vec4<f32>(ws[lid.x * BK + kk], ws[(lid.x + 16u) * BK + kk], ws[(lid.x + 32u) * BK + kk], ws[(lid.x + 48u) * BK + kk]);
+      acc0 = fma(vec4<f32>(xs[lid.y * BK + kk]), wv, acc0);
+      acc1 = fma(vec4<f32>(xs[(lid.y + 8u) * BK + kk]), wv, acc1);
+      acc2 = fma(vec4<f32>(xs[(lid.y + 16u) * BK + kk]), wv, acc2);
+      acc3 = fma(vec4<f32>(xs[(lid.y + 24u) * BK + kk]), wv, acc3);
+    }
+    workgroupBarrier();
+  }
+  storeRow(row0 + lid.y, col0 + lid.x, acc0);
+  storeRow(row0 + lid.y + 8u, col0 + lid.x, acc1);
+  storeRow(row0 + lid.y + 16u, col0 + lid.x, acc2);
+  storeRow(row0 + lid.y + 24u, col0 + lid.x, acc3);
+}`;
+}
+
+function gemvCode(v: MatmulVariant): string {
+  return `${header(v)}
+const LANES = ${GEMV_LANES}u;
+var<workgroup> part: array<f32, ${GEMV_LANES * GEMV_OUTS}>;
+@compute @workgroup_size(${GEMV_LANES}, ${GEMV_OUTS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let o = (${LINEAR_ID}) * ${GEMV_OUTS}u + lid.y;
+  var acc = 0.0;
+  if (o < p.n) {
+    let wo = o * p.k;
+    for (var i = lid.x; i < p.k; i = i + LANES) { acc = fma(x[i], wAt(wo + i), acc); }
+  }
+  let slot = lid.y * LANES + lid.x;
+  part[slot] = acc;
+  workgroupBarrier();
+  for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
+    if (lid.x < s) { part[slot] = part[slot] + part[slot + s]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && o < p.n) { storeOut(0u, o, part[slot]); }
+}`;
+}
+
+export function matmulPipeline(rec: Pick<Recorder, 'pipelines'>, kind: 'gemm' | 'gemv', v: MatmulVariant): GPUComputePipeline {
+  const key = `matmul-${kind}-${v.format}${v.bias ? '-bias' : ''}${v.accumulate ? '-acc' : ''}`;
+  return rec.pipelines.get(key, () => (kind === 'gemm' ? gemmCode(v) : gemvCode(v)));
+}
+
+export interface MatmulArgs {
+  x: Binding;
+  rows: number;
+  w: GPUBuffer;
+  format: WeightFormat;
+  bias: GPUBuffer | null;
+  y: GPUBuffer;
+  n: number;
+  k: number;
+  accumulate?: boolean;
+  outRowOffset?: number;
+}
+
+/** Records y (+)= x · Wᵀ + b; GEMV when there is one row. */
+export function matmul(rec: Recorder, a: MatmulArgs): void {
+  const variant: MatmulVariant = { format: a.format, bias: a.bias !== null, accumulate: a.accumulate ?? false };
+  const buffers: Binding[] = [a.x, a.w, a.y];
+  if (a.bias) buffers.push(a.bias);
+  const params = { u32: [a.rows, a.n, a.k, a.outRowOffset ?? 0] };
+  if (a.rows === 1) {
+    rec.dispatch(matmulPipeline(rec, 'gemv', variant), params, buffers, grid(Math.ceil(a.n / GEMV_OUTS)));
+  } else {
+    rec.dispatch(matmulPipeline(rec, 'gemm', variant), params, buffers, [Math.ceil(a.n / BN), Math.ceil(a.rows / BM)]);
+  }
+}

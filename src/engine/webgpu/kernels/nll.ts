@@ -1,0 +1,40 @@
+/**
+ * Per-token negative log-likelihood: nll[t] = log Σ_v exp(logits[t, v] − max_t) + max_t − logits[t, ids[t + 1]]
+ * for t < rows − 1 (one workgroup per row); stats.ts's sumRows reduces them to one float.
+ */
+import type { Recorder } from '../recorder.ts';
+import { grid, LINEAR_ID, reductions } from './common.ts';
+
+const WG = 64;
+
+function code(): string {
+  return `
+struct Params { predicted: u32, vocab: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> nll: array<f32>;
+${reductions(WG)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let t = ${LINEAR_ID};
+  if (t >= p.predicted) { return; }
+  let o = t * p.vocab;
+  var m = -3.0e38;
+  for (var i = lane; i < p.vocab; i = i + WG) { m = max(m, logits[o + i]); }
+  let mx = reduceMax(m, lane);
+  var s = 0.0;
+  for (var i = lane; i < p.vocab; i = i + WG) { s = s + exp(logits[o + i] - mx); }
+  let total = reduceSum(s, lane);
+  if (lane == 0u) { nll[t] = log(total) + mx - logits[o + ids[t + 1u]]; }
+}`;
+}
+
+export function nllPipeline(rec: Pick<Recorder, 'pipelines'>): GPUComputePipeline {
+  return rec.pipelines.get('nll', code);
+}
+
+/** nll[t] for t < predicted, from logits [≥ predicted, vocab] and the sequence's ids. */
+export function tokenNll(rec: Recorder, logits: GPUBuffer, ids: GPUBuffer, predicted: number, vocab: number, nll: GPUBuffer): void {
+  rec.dispatch(nllPipeline(rec), { u32: [predicted, vocab] }, [logits, ids, nll], grid(predicted));
+}

@@ -1,0 +1,100 @@
+/**
+ * Block statistics on the GPU. `tokenStats`: per token t, with a = x_in,t and b = x_out,t:
+ * cos(a, b), arccos(cos)/π and ‖b − a‖/‖b‖ (one workgroup per token). `sumRows` then adds the per-token
+ * columns into a slot of a small results buffer, so scoring reads back three floats per block.
+ * arccos is evaluated from 1 − cos = ‖â − b̂‖²/2 (no cancellation when cos ≈ 1, where residual streams
+ * live) with Abramowitz–Stegun 4.4.46 (|error| ≤ 2e-8), not the platform's acos.
+ */
+import type { Binding, Recorder } from '../recorder.ts';
+import { grid, LINEAR_ID, reductions } from './common.ts';
+
+const WG = 64;
+
+function tokenStatsCode(): string {
+  return `
+struct Params { rows: u32, width: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> xin: array<f32>;
+@group(0) @binding(2) var<storage, read> xout: array<f32>;
+@group(0) @binding(3) var<storage, read_write> perToken: array<f32>;
+${reductions(WG)}
+const PI = 3.14159265358979;
+/** acos(c) for c in [0, 1] given oneMinus = 1 − c computed without cancellation. */
+fn acosFrom(c: f32, oneMinus: f32) -> f32 {
+  let poly = 1.5707963050 + c * (-0.2145988016 + c * (0.0889789874 + c * (-0.0501743046 + c * (0.0308918810
+    + c * (-0.0170881256 + c * (0.0066700901 + c * -0.0012624911))))));
+  return sqrt(max(oneMinus, 0.0)) * poly;
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let t = ${LINEAR_ID};
+  if (t >= p.rows) { return; }
+  let o = t * p.width;
+  var s = vec4<f32>(0.0);
+  for (var i = lane; i < p.width; i = i + WG) {
+    let a = xin[o + i];
+    let b = xout[o + i];
+    s = s + vec4<f32>(a * b, a * a, b * b, (b - a) * (b - a));
+  }
+  let sums = reduceSum4(s, lane);
+  let na = sqrt(sums.y);
+  let nb = sqrt(sums.z);
+  var e = 0.0;
+  for (var i = lane; i < p.width; i = i + WG) {
+    let diff = xin[o + i] / na - xout[o + i] / nb;
+    e = fma(diff, diff, e);
+  }
+  let unitDist = reduceSum(e, lane);
+  if (lane == 0u) {
+    let cosine = clamp(sums.x / sqrt(sums.y * sums.z), -1.0, 1.0);
+    let oneMinus = unitDist * 0.5;
+    var angle: f32;
+    if (cosine >= 0.0) { angle = acosFrom(cosine, oneMinus); }
+    else { angle = PI - acosFrom(-cosine, 1.0 + cosine); }
+    perToken[t * 3u] = cosine;
+    perToken[t * 3u + 1u] = angle / PI;
+    perToken[t * 3u + 2u] = sqrt(sums.w) / nb;
+  }
+}`;
+}
+
+function sumRowsCode(): string {
+  return `
+struct Params { rows: u32, cols: u32, dstOffset: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+${reductions(WG)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let c = wid.x;
+  var s = 0.0;
+  for (var r = lane; r < p.rows; r = r + WG) { s = s + src[r * p.cols + c]; }
+  let total = reduceSum(s, lane);
+  if (lane == 0u) { dst[p.dstOffset + c] = total; }
+}`;
+}
+
+export function tokenStatsPipeline(rec: Pick<Recorder, 'pipelines'>): GPUComputePipeline {
+  return rec.pipelines.get('token-stats', tokenStatsCode);
+}
+
+export function sumRowsPipeline(rec: Pick<Recorder, 'pipelines'>): GPUComputePipeline {
+  return rec.pipelines.get('sum-rows', sumRowsCode);
+}
+
+/** perToken[t] = (cos, angular, relMagnitude) of x_in,t vs x_out,t; perToken holds rows × 3 floats. */
+export function tokenStats(rec: Recorder, xin: GPUBuffer, xout: GPUBuffer, rows: number, width: number, perToken: GPUBuffer): void {
+  rec.dispatch(tokenStatsPipeline(rec), { u32: [rows, width] }, [xin, xout, perToken], grid(rows));
+}
+
+/** dst[dstOffset + c] = Σ_r src[r · cols + c] for c < cols. */
+export function sumRows(rec: Recorder, src: Binding, rows: number, cols: number, dst: GPUBuffer, dstOffset: number): void {
+  rec.dispatch(sumRowsPipeline(rec), { u32: [rows, cols, dstOffset] }, [src, dst], [cols]);
+}
+
+/** Per-token statistics of one block summed into slot `slot` (3 floats) of `results`. */
+export function blockStats(rec: Recorder, xin: GPUBuffer, xout: GPUBuffer, rows: number, width: number, perToken: GPUBuffer, results: GPUBuffer, slot: number): void {
+  tokenStats(rec, xin, xout, rows, width, perToken);
+  sumRows(rec, perToken, rows, 3, results, slot * 3);
+}

@@ -1,0 +1,83 @@
+/** Runs single kernels on small arrays and reads the results back, for kernel-vs-CPU tests. */
+import { acquireGpu, type GpuContext } from '../../src/engine/webgpu/device.ts';
+import { PipelineCache } from '../../src/engine/webgpu/kernels/common.ts';
+import { Recorder, UniformArena } from '../../src/engine/webgpu/recorder.ts';
+import { encodeF16 } from '../../src/engine/safetensors.ts';
+
+export class KernelHarness {
+  readonly pipelines: PipelineCache;
+  private readonly uniforms: UniformArena;
+  private readonly buffers: GPUBuffer[] = [];
+  constructor(readonly ctx: GpuContext) {
+    this.pipelines = new PipelineCache(ctx.device);
+    this.uniforms = new UniformArena(ctx.device);
+  }
+  static async create(): Promise<KernelHarness> {
+    return new KernelHarness(await acquireGpu());
+  }
+  get device(): GPUDevice {
+    return this.ctx.device;
+  }
+  /** A storage buffer holding `data` (or `bytes` zero bytes). */
+  buffer(data: Float32Array | Uint32Array | Uint8Array | number): GPUBuffer {
+    const bytes = typeof data === 'number' ? data : data.byteLength;
+    const b = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 4) * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    if (typeof data !== 'number') {
+      const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
+      padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      this.device.queue.writeBuffer(b, 0, padded);
+    }
+    this.buffers.push(b);
+    return b;
+  }
+  /** A weight matrix in the given upload format (f16: the values rounded to f16, packed in u32). */
+  weights(values: Float32Array, format: 'f32' | 'f16'): GPUBuffer {
+    return format === 'f32' ? this.buffer(values) : this.buffer(encodeF16(values));
+  }
+  async run(record: (rec: Recorder) => void): Promise<void> {
+    const rec = new Recorder(this.device, this.pipelines, this.uniforms);
+    record(rec);
+    this.device.pushErrorScope('validation');
+    rec.submit();
+    const error = await this.device.popErrorScope();
+    if (error) throw new Error(error.message);
+  }
+  async read(buffer: GPUBuffer, count: number, offsetFloats = 0): Promise<Float32Array> {
+    const staging = this.device.createBuffer({ size: Math.max(16, count * 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const encoder = this.device.createCommandEncoder();
+    encoder.copyBufferToBuffer(buffer, offsetFloats * 4, staging, 0, count * 4);
+    this.device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = new Float32Array(staging.getMappedRange().slice(0, count * 4));
+    staging.destroy();
+    return out;
+  }
+  destroy(): void {
+    for (const b of this.buffers) b.destroy();
+    this.uniforms.destroy();
+    this.device.destroy();
+  }
+}
+
+/** max |a − b| */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return Number.isNaN(m) ? Number.POSITIVE_INFINITY : m;
+}
+
+/** Values rounded through f16, so the CPU reference sees the same weights as the packed-f16 kernel. */
+export function roundF16(values: Float32Array): Float32Array {
+  const bytes = encodeF16(values);
+  const view = new DataView(bytes.buffer);
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < out.length; i++) {
+    const h = view.getUint16(i * 2, true);
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    const sign = h & 0x8000 ? -1 : 1;
+    out[i] = exp === 0 ? sign * 2 ** -14 * (frac / 1024) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
+  }
+  return out;
+}

@@ -1,0 +1,198 @@
+/**
+ * Each WGSL kernel against the CPU reference step of src/engine/cpu/ops.ts, on small random shapes that
+ * are deliberately not multiples of the tiles (GEMM 32×64×16, GEMV 4 outputs, attention chunks of 64).
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import * as ops from '../../src/engine/cpu/ops.ts';
+import { activation } from '../../src/engine/webgpu/kernels/activation.ts';
+import { causalAttention } from '../../src/engine/webgpu/kernels/attention.ts';
+import { embedTokens } from '../../src/engine/webgpu/kernels/embedding.ts';
+import { matmul } from '../../src/engine/webgpu/kernels/matmul.ts';
+import { tokenNll } from '../../src/engine/webgpu/kernels/nll.ts';
+import { norm } from '../../src/engine/webgpu/kernels/norm.ts';
+import { rope, ropeTable } from '../../src/engine/webgpu/kernels/rope.ts';
+import { blockStats, sumRows } from '../../src/engine/webgpu/kernels/stats.ts';
+import { KernelHarness, maxAbsDiff, roundF16 } from './harness.ts';
+import { randomNormal } from './random-model.ts';
+import { gpuAvailable, HOOK_TIMEOUT_MS } from './setup.ts';
+
+const rand = randomNormal(7);
+const randomArray = (n: number, scale = 1, offset = 0) => Float32Array.from({ length: n }, () => offset + scale * rand());
+const measured: Record<string, number> = {};
+
+describe.skipIf(!gpuAvailable)('WebGPU kernels vs the CPU reference ops', () => {
+  let h: KernelHarness;
+  beforeAll(async () => {
+    h = await KernelHarness.create();
+  }, HOOK_TIMEOUT_MS);
+  afterAll(() => {
+    h?.destroy();
+    console.log('[tests/webgpu] kernel max abs errors:', JSON.stringify(measured));
+  });
+  const record = (name: string, err: number) => {
+    measured[name] = Math.max(measured[name] ?? 0, Number(err.toExponential(2)));
+    return err;
+  };
+
+  for (const format of ['f32', 'f16'] as const) {
+    for (const [rows, n, k, withBias] of [
+      [1, 70, 37, true],
+      [1, 5, 130, false],
+      [5, 70, 37, true],
+      [33, 65, 17, false],
+      [40, 129, 50, true],
+    ] as const) {
+      test(`matmul ${format} ${rows}×${k} · (${n}×${k})ᵀ${withBias ? ' + bias' : ''} matches ops.matmul within 2e-5`, async () => {
+        const x = randomArray(rows * k);
+        const wValues = randomArray(n * k, 1 / Math.sqrt(k));
+        const wRef = format === 'f16' ? roundF16(wValues) : wValues;
+        const bias = withBias ? randomArray(n, 0.1) : null;
+        const y = h.buffer(rows * n * 4);
+        await h.run((rec) => matmul(rec, { x: h.buffer(x), rows, w: h.weights(wValues, format), format, bias: bias ? h.buffer(bias) : null, y, n, k }));
+        const want = ops.matmul(x, rows, wRef, n, k, bias);
+        expect(record(`matmul-${format}`, maxAbsDiff(await h.read(y, rows * n), want))).toBeLessThan(2e-5);
+      });
+    }
+    test(`matmul ${format} with residual accumulate and a destination row offset (KV-cache write)`, async () => {
+      for (const rows of [1, 3]) {
+        const [n, k, offset] = [19, 23, 2];
+        const x = randomArray(rows * k);
+        const wValues = randomArray(n * k, 0.2);
+        const wRef = format === 'f16' ? roundF16(wValues) : wValues;
+        const before = randomArray((offset + rows) * n);
+        const y = h.buffer(before);
+        await h.run((rec) => matmul(rec, { x: h.buffer(x), rows, w: h.weights(wValues, format), format, bias: null, y, n, k, accumulate: true, outRowOffset: offset }));
+        const want = before.slice();
+        const product = ops.matmul(x, rows, wRef, n, k, null);
+        for (let i = 0; i < product.length; i++) want[offset * n + i] += product[i];
+        expect(record(`matmul-acc-${format}`, maxAbsDiff(await h.read(y, want.length), want))).toBeLessThan(2e-5);
+      }
+    });
+  }
+
+  for (const width of [48, 33, 130]) {
+    test(`RMSNorm and LayerNorm over width ${width} (rows from an offset) match ops within 1e-5`, async () => {
+      const rows = 5;
+      const x = randomArray(rows * width, 2, 0.5);
+      const w = randomArray(width, 0.1, 1);
+      const b = randomArray(width, 0.1);
+      for (const kind of ['rms', 'layer'] as const) {
+        const y = h.buffer(3 * width * 4);
+        await h.run((rec) => norm(rec, { kind, x: h.buffer(x), rows: 3, width, w: h.buffer(w), b: kind === 'layer' ? h.buffer(b) : null, y, eps: 1e-5, inRowOffset: 2 }));
+        const tail = x.slice(2 * width);
+        const want = kind === 'rms' ? ops.rmsNorm(tail, width, w, 1e-5) : ops.layerNorm(tail, width, w, b, 1e-5);
+        expect(record(`norm-${kind}`, maxAbsDiff(await h.read(y, 3 * width), want))).toBeLessThan(1e-5);
+      }
+    });
+  }
+
+  for (const headDim of [32, 64]) {
+    for (const withNorm of [false, true]) {
+      test(`RoPE${withNorm ? ' with per-head q/k RMSNorm' : ''} head_dim ${headDim}, rows placed at a cache offset, matches ops within 2e-6`, async () => {
+        const [heads, rows, first] = [3, 4, 5];
+        const invFreq = Float64Array.from({ length: headDim / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / headDim));
+        const rowWidth = heads * headDim;
+        const buffer = randomArray((first + rows) * rowWidth);
+        const w = randomArray(headDim, 0.1, 1);
+        const x = h.buffer(buffer);
+        const table = h.buffer(ropeTable(invFreq, first + rows));
+        await h.run((rec) => rope(rec, { x, rows, heads, headDim, rowOffset: first, firstPosition: first, table, normWeight: withNorm ? h.buffer(w) : null, eps: 1e-6 }));
+        const part = buffer.slice(first * rowWidth);
+        const want = withNorm ? ops.rmsNorm(part, headDim, w, 1e-6) : part;
+        ops.rope(want, rows, heads, headDim, invFreq, first);
+        const got = await h.read(x, (first + rows) * rowWidth);
+        expect(maxAbsDiff(got.subarray(0, first * rowWidth), buffer.subarray(0, first * rowWidth))).toBe(0);
+        expect(record('rope', maxAbsDiff(got.subarray(first * rowWidth), want))).toBeLessThan(2e-6);
+      });
+    }
+  }
+
+  for (const headDim of [32, 64]) {
+    for (const kvHeads of [4, 2, 1]) {
+      for (const [rows, first] of [
+        [7, 0],
+        [3, 70],
+      ] as const) {
+        test(`causal attention GQA ${4 / kvHeads} head_dim ${headDim}, ${rows} rows after ${first} cached positions, matches ops within 1e-5`, async () => {
+          const heads = 4;
+          const positions = first + rows;
+          const q = randomArray(rows * heads * headDim);
+          const keys = randomArray(positions * kvHeads * headDim);
+          const values = randomArray(positions * kvHeads * headDim);
+          const out = h.buffer(rows * heads * headDim * 4);
+          await h.run((rec) =>
+            causalAttention(rec, { q: h.buffer(q), rows, keys: h.buffer(keys), values: h.buffer(values), firstPosition: first, heads, kvHeads, headDim, out }),
+          );
+          const want = ops.causalAttention(q, rows, keys, values, first, heads, kvHeads, headDim);
+          expect(record('attention', maxAbsDiff(await h.read(out, want.length), want))).toBeLessThan(1e-5);
+        });
+      }
+    }
+  }
+
+  test('SwiGLU and gelu_new over 1000 elements match ops within 1e-6 relative', async () => {
+    const n = 1000;
+    const gate = randomArray(n, 4);
+    const up = randomArray(n, 2);
+    const g = h.buffer(gate);
+    await h.run((rec) => activation(rec, 'swiglu', g, h.buffer(up), n));
+    const wantSwiglu = ops.swiglu(gate, up);
+    const relative = (got: Float32Array, want: Float32Array) => maxAbsDiff(got, want) / Math.max(...want.map(Math.abs));
+    expect(record('swiglu', relative(await h.read(g, n), wantSwiglu))).toBeLessThan(1e-6);
+    const x = h.buffer(gate);
+    await h.run((rec) => activation(rec, 'gelu_new', x, null, n));
+    const wantGelu = ops.mapInPlace(gate.slice(), ops.gelu_new);
+    expect(record('gelu_new', relative(await h.read(x, n), wantGelu))).toBeLessThan(1e-6);
+  });
+
+  for (const format of ['f32', 'f16'] as const) {
+    test(`embedding gather (${format}) plus learned positions from an offset matches the CPU gather exactly`, async () => {
+      const [vocab, hidden, rows, first] = [11, 70, 5, 3];
+      const embed = randomArray(vocab * hidden);
+      const positions = randomArray(16 * hidden);
+      const ids = Uint32Array.from([3, 0, 10, 3, 7]);
+      const x = h.buffer(rows * hidden * 4);
+      await h.run((rec) => embedTokens(rec, { ids: h.buffer(ids), rows, embed: h.weights(embed, format), format, positions: h.buffer(positions), firstPosition: first, hidden, x }));
+      const ref = format === 'f16' ? roundF16(embed) : embed;
+      const want = new Float32Array(rows * hidden);
+      ids.forEach((id, t) => {
+        for (let i = 0; i < hidden; i++) want[t * hidden + i] = ref[id * hidden + i] + positions[(first + t) * hidden + i];
+      });
+      expect(maxAbsDiff(await h.read(x, want.length), want)).toBe(0);
+    });
+  }
+
+  test('block statistics sums match ops.blockStatSums within 1e-6 per token, also for nearly equal states', async () => {
+    for (const [width, noise] of [
+      [48, 1],
+      [67, 1e-3],
+      [130, 0.3],
+    ] as const) {
+      const rows = 9;
+      const a = randomArray(rows * width);
+      const b = a.map((v) => v * 1.1 + noise * rand());
+      const results = h.buffer(4 * 3 * 4);
+      await h.run((rec) => blockStats(rec, h.buffer(a), h.buffer(b), rows, width, h.buffer(rows * 3 * 4), results, 2));
+      const got = await h.read(results, 3, 6);
+      const want = ops.blockStatSums(a, b, width);
+      const err = maxAbsDiff(got, [want.cosSum, want.angularSum, want.relMagnitudeSum]) / rows;
+      expect(record('block-stats', err)).toBeLessThan(1e-6);
+    }
+  });
+
+  test('per-token NLL summed on the GPU matches ops.nll within 1e-6 relative', async () => {
+    const [rows, vocab] = [6, 333];
+    const logits = randomArray(rows * vocab, 3);
+    const ids = Uint32Array.from([5, 300, 2, 332, 0, 17]);
+    const perToken = h.buffer((rows - 1) * 4);
+    const total = h.buffer(16);
+    await h.run((rec) => {
+      tokenNll(rec, h.buffer(logits), h.buffer(ids), rows - 1, vocab, perToken);
+      sumRows(rec, perToken, rows - 1, 1, total, 1);
+    });
+    let want = 0;
+    for (let t = 0; t + 1 < rows; t++) want += ops.nll(logits, t * vocab, vocab, ids[t + 1]);
+    const [got] = await h.read(total, 1, 1);
+    expect(record('nll', Math.abs(got - want) / want)).toBeLessThan(1e-6);
+  });
+});
