@@ -4,6 +4,9 @@ import { defineConfig } from 'vite';
 
 export default defineConfig({
   plugins: [svelte()],
+  // No SPA fallback: a missing file must be a 404 (the model loader probes optional files such as
+  // model.safetensors.index.json), not index.html with status 200.
+  appType: 'mpa',
   worker: { format: 'es' },
   server: { host: '127.0.0.1' },
   test: {

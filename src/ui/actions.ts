@@ -1,0 +1,273 @@
+/**
+ * What the lab does in answer to a person: each action calls the engine worker and writes the answer into
+ * the state. Every job has a fixed id (a new call supersedes the old one in the worker) and a ticket (a
+ * late answer from a superseded call is dropped here).
+ */
+import { lowestBlocks, type Metric } from '../analysis/influence.ts';
+import type { LoadProgress, ModelSourceSpec, RemovalSpec, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
+import { engine, proxy } from './engine-client.ts';
+import { BUILTIN_CALIBRATION, BUILTIN_MODEL, type Cut, emptyOutput, emptyPerplexity, lab, notify, type OutputState, type PerplexityState } from './state.svelte.ts';
+
+const tickets = new Map<string, number>();
+
+function ticket(jobId: string): () => boolean {
+  const mine = (tickets.get(jobId) ?? 0) + 1;
+  tickets.set(jobId, mine);
+  return () => tickets.get(jobId) === mine;
+}
+
+function cancelJob(jobId: string): void {
+  ticket(jobId);
+  void engine.cancel(jobId);
+}
+
+const NO_REMOVAL: RemovalSpec = { blocks: [], attention: [], mlp: [] };
+
+/** The next step to suggest after an engine error, by what went wrong. */
+function hintFor(source: ModelSourceSpec | null, message: string): string {
+  if (source?.kind === 'hub') {
+    if (/request failed|failed to fetch|network/i.test(message)) {
+      return 'The Hugging Face hub could not be reached from this page (offline, blocked, or CORS). Load the model from a local folder instead; the current model stays loaded.';
+    }
+    return 'Check the id (owner/name, as on huggingface.co); gated models such as Llama need a token the page does not have. The current model stays loaded.';
+  }
+  if (source?.kind === 'files') return 'Pick a folder in Hugging Face layout: config.json, model.safetensors (or shards + index), tokenizer.json. The current model stays loaded.';
+  if (/WebGPU/.test(message)) return 'Set the backend to "auto" or "CPU" in the Model panel and load again.';
+  if (/unsupported/i.test(message)) return 'PruneLab runs llama, mistral, qwen2, qwen3 and gpt2 checkpoints.';
+  return 'The lab is still usable; try again or reload the page.';
+}
+
+function sourceLabel(source: ModelSourceSpec): string {
+  switch (source.kind) {
+    case 'builtin':
+      return source.name;
+    case 'hub':
+      return source.id;
+    case 'url':
+      return source.url;
+    case 'files':
+      return source.label ?? `${source.files.length} local files`;
+  }
+}
+
+export async function loadModel(source: ModelSourceSpec): Promise<void> {
+  const isCurrent = ticket('load');
+  const label = sourceLabel(source);
+  lab.loading = { label, progress: null };
+  const outcome = await engine.loadModel(
+    'load',
+    source,
+    lab.backendChoice,
+    proxy((progress: LoadProgress) => {
+      if (isCurrent()) lab.loading = { label, progress };
+    }),
+  );
+  if (!isCurrent()) return;
+  lab.loading = null;
+  if (!outcome.ok) {
+    if (outcome.cancelled) notify('info', `Loading ${label} cancelled`, lab.model ? `${lab.model.name} stays loaded.` : 'No model is loaded.');
+    else notify('error', `Could not load ${label}`, outcome.message, hintFor(source, outcome.message));
+    return;
+  }
+  const info = outcome.value;
+  lab.model = info;
+  if (info.backend.fallbackReason && lab.backendChoice === 'auto') {
+    notify('info', 'Running on the CPU backend', `WebGPU is not available: ${info.backend.fallbackReason}`, 'Everything works on the CPU, only slower.');
+  }
+  for (const id of ['score', 'gen-original', 'gen-pruned', 'next-original', 'next-pruned', 'ppl-original', 'ppl-pruned']) ticket(id);
+  lab.scores = [];
+  lab.scoring = null;
+  lab.scoreSummary = null;
+  lab.cuts = {};
+  lab.lowestCount = 0;
+  lab.original = emptyOutput();
+  lab.pruned = emptyOutput();
+  lab.pplOriginal = emptyPerplexity();
+  lab.pplPruned = emptyPerplexity();
+  if (!info.hasTokenizer) {
+    notify('warning', `${info.name} has no tokenizer.json`, 'Text cannot be tokenized, so scoring on text, generation and perplexity are unavailable.', 'Add tokenizer.json and tokenizer_config.json to the folder.');
+    return;
+  }
+  void refreshCalibrationStats();
+  void refreshOriginal();
+}
+
+export function loadBuiltinModel(): Promise<void> {
+  return loadModel({ kind: 'builtin', name: BUILTIN_MODEL });
+}
+
+export function cancelLoad(): void {
+  void engine.cancel('load');
+}
+
+export async function setCalibration(source: TextSourceSpec): Promise<void> {
+  lab.calibration = source;
+  void refreshCalibrationStats();
+}
+
+export async function refreshCalibrationStats(): Promise<void> {
+  if (!lab.model) return;
+  const isCurrent = ticket('text-stats');
+  lab.calibrationStats = null;
+  const outcome = await engine.textStats(lab.calibration);
+  if (!isCurrent()) return;
+  if (outcome.ok) lab.calibrationStats = outcome.value;
+  else notify('error', 'Could not read the calibration text', outcome.message, 'Pick the built-in text or another file.');
+}
+
+export async function score(): Promise<void> {
+  if (!lab.model) return;
+  const isCurrent = ticket('score');
+  const { seqLen, maxSequences } = lab.windows;
+  lab.scoring = { sequencesDone: 0, sequencesTotal: 0, tokensDone: 0, tokensTotal: 0, scores: [] };
+  const outcome = await engine.score(
+    'score',
+    lab.calibration,
+    { seqLen, maxSequences },
+    NO_REMOVAL,
+    proxy((progress: ScoreProgress) => {
+      if (!isCurrent()) return;
+      lab.scoring = progress;
+      lab.scores = progress.scores;
+      lab.scoreSummary = { tokens: progress.tokensDone, sequences: progress.sequencesDone, ms: 0, complete: false };
+    }),
+  );
+  if (!isCurrent()) return;
+  lab.scoring = null;
+  if (outcome.ok) {
+    lab.scores = outcome.value.scores;
+    lab.scoreSummary = { tokens: outcome.value.tokens, sequences: outcome.value.sequences, ms: outcome.value.ms, complete: true };
+    if (lab.lowestCount > 0) removeLowest(lab.lowestCount);
+  } else if (!outcome.cancelled) notify('error', 'Scoring failed', outcome.message, hintFor(null, outcome.message));
+}
+
+export function cancelScore(): void {
+  void engine.cancel('score');
+}
+
+export function toggleBlock(index: number): void {
+  lab.lowestCount = 0;
+  if (lab.cuts[index] === 'block') delete lab.cuts[index];
+  else lab.cuts[index] = 'block';
+}
+
+/** Toggles removing only one half of a block (a whole-block cut becomes that half's cut). */
+export function toggleHalf(index: number, half: Exclude<Cut, 'block'>): void {
+  lab.lowestCount = 0;
+  if (lab.cuts[index] === half) delete lab.cuts[index];
+  else lab.cuts[index] = half;
+}
+
+export function removeLowest(count: number): void {
+  lab.lowestCount = count;
+  const cuts: Record<number, Cut> = {};
+  for (const index of lowestBlocks(lab.scores, lab.metric, count)) cuts[index] = 'block';
+  lab.cuts = cuts;
+}
+
+/** The slider means "the N lowest by the metric shown": switching the metric re-picks them. */
+export function setMetric(metric: Metric): void {
+  lab.metric = metric;
+  if (lab.lowestCount > 0) removeLowest(lab.lowestCount);
+}
+
+export function resetCuts(): void {
+  lab.cuts = {};
+  lab.lowestCount = 0;
+}
+
+// ---- compare panel -------------------------------------------------------------------------------
+
+/** Generation + next-token top-5 for one side; true when it finished and is still the current job. */
+async function runGeneration(side: 'original' | 'pruned', removal: RemovalSpec, removalKey: string): Promise<boolean> {
+  const jobId = `gen-${side}`;
+  const isCurrent = ticket(jobId);
+  const write = (patch: Partial<OutputState>) => {
+    if (isCurrent()) lab[side] = { ...lab[side], ...patch };
+  };
+  write({ text: '', count: 0, tokensPerSecond: null, busy: true, error: null, removalKey });
+  const { prompt, settings } = lab.compared;
+  const [generation, next] = await Promise.all([
+    engine.generate(
+      jobId,
+      prompt,
+      removal,
+      settings,
+      proxy((event: TokenEvent) => write({ text: event.text, count: event.count, tokensPerSecond: event.tokensPerSecond })),
+    ),
+    engine.nextTokenTop(`next-${side}`, prompt, removal, 5),
+  ]);
+  if (next.ok) write({ next: next.value });
+  if (generation.ok) write({ text: generation.value.text, count: generation.value.count, tokensPerSecond: generation.value.tokensPerSecond, busy: false });
+  else write({ busy: false, error: generation.cancelled ? null : generation.message });
+  if (!next.ok && !next.cancelled) write({ error: next.message });
+  return generation.ok && isCurrent();
+}
+
+async function runPerplexity(side: 'original' | 'pruned', removal: RemovalSpec, removalKey: string): Promise<void> {
+  const jobId = `ppl-${side}`;
+  const key = side === 'original' ? 'pplOriginal' : 'pplPruned';
+  const isCurrent = ticket(jobId);
+  const write = (patch: Partial<PerplexityState>) => {
+    if (isCurrent()) lab[key] = { ...lab[key], ...patch };
+  };
+  const none = JSON.stringify(NO_REMOVAL);
+  if (side === 'pruned' && removalKey === none && lab.pplOriginal.result && lab.pplOriginal.removalKey === none) {
+    // Nothing cut: the pruned model is the original, same computation, same number.
+    write({ result: lab.pplOriginal.result, busy: false, error: null, removalKey });
+    return;
+  }
+  write({ busy: true, error: null, removalKey });
+  const outcome = await engine.perplexity(jobId, lab.evaluation, { ...lab.evalWindows }, removal);
+  if (outcome.ok) write({ result: outcome.value, busy: false });
+  else write({ busy: false, error: outcome.cancelled ? null : outcome.message });
+}
+
+function currentRemoval(): RemovalSpec {
+  return { blocks: [...lab.removal.blocks], attention: [...lab.removal.attention], mlp: [...lab.removal.mlp] };
+}
+
+/**
+ * Both sides' outputs for the prompt (after a load, or on Generate), then whichever perplexity is missing.
+ * Text first: it is what a person watches; perplexity (many more tokens) follows.
+ */
+export async function refreshOriginal(): Promise<void> {
+  if (!lab.model?.hasTokenizer) return;
+  lab.compared = { prompt: lab.prompt, settings: { ...lab.settings } };
+  const removal = currentRemoval();
+  const removalKey = lab.removalKey;
+  const none = JSON.stringify(NO_REMOVAL);
+  const [originalDone, prunedDone] = await Promise.all([runGeneration('original', NO_REMOVAL, none), runGeneration('pruned', removal, removalKey)]);
+  if (originalDone && !lab.pplOriginal.result && !lab.pplOriginal.busy) await runPerplexity('original', NO_REMOVAL, none);
+  if (prunedDone && (lab.pplPruned.removalKey !== removalKey || (!lab.pplPruned.result && !lab.pplPruned.busy))) await runPerplexity('pruned', removal, removalKey);
+}
+
+/** The pruned model's outputs, then its perplexity, under the current removal set. */
+export async function refreshPruned(): Promise<void> {
+  if (!lab.model?.hasTokenizer) return;
+  const removal = currentRemoval();
+  const removalKey = lab.removalKey;
+  if (await runGeneration('pruned', removal, removalKey)) await runPerplexity('pruned', removal, removalKey);
+}
+
+let pendingPruned: ReturnType<typeof setTimeout> | null = null;
+
+/** Called whenever the removal set changes: cancel what runs now, recompute shortly after the last change. */
+export function removalChanged(): void {
+  for (const id of ['gen-pruned', 'next-pruned', 'ppl-pruned']) cancelJob(id);
+  lab.pruned = { ...lab.pruned, busy: true };
+  lab.pplPruned = { ...lab.pplPruned, busy: true };
+  if (pendingPruned) clearTimeout(pendingPruned);
+  pendingPruned = setTimeout(() => {
+    pendingPruned = null;
+    void refreshPruned();
+  }, 350);
+}
+
+export function stopGeneration(): void {
+  for (const id of ['gen-original', 'gen-pruned']) void engine.cancel(id);
+}
+
+export function useBuiltinCalibration(): Promise<void> {
+  return setCalibration(BUILTIN_CALIBRATION);
+}

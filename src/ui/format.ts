@@ -1,0 +1,37 @@
+/** Numbers as the lab shows them. */
+import { format } from 'd3';
+
+const siCount = format('.3~s');
+
+/** 2886784 -> "2.89 M", 135000000 -> "135 M". */
+export function formatCount(n: number): string {
+  return siCount(n).replace(/([0-9.])([kMGT])$/, '$1 $2').replace(/G$/, 'B');
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KB', 'MB', 'GB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** A metric value, short: 0.821, 0.0115, 7.2e-5. */
+export function formatMetric(value: number): string {
+  if (!Number.isFinite(value)) return '—';
+  if (value !== 0 && Math.abs(value) < 1e-3) return format('.2~e')(value).replace('e-', 'e−');
+  return format('.3~r')(value);
+}
+
+/** The exact value for tooltips and tables. */
+export function formatExact(value: number): string {
+  return Number.isFinite(value) ? value.toPrecision(6) : '—';
+}
+
+export function formatPercent(share: number): string {
+  return `${(share * 100).toFixed(share > 0 && share < 0.1 ? 1 : 0)}%`;
+}

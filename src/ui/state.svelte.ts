@@ -1,0 +1,125 @@
+/**
+ * The lab's state: what is loaded, what was measured, what is cut, what the compare panel shows. Plain
+ * runes; components receive slices as props, and src/ui/actions.ts changes it in answer to the worker.
+ */
+import { type BlockScore, type Metric, rankBlocks } from '../analysis/influence.ts';
+import { removedParameters } from '../analysis/parameters.ts';
+import type {
+  BackendChoice,
+  GenerateSettings,
+  LoadProgress,
+  ModelInfo,
+  NextToken,
+  PerplexityResult,
+  RemovalSpec,
+  ScoreProgress,
+  TextSourceSpec,
+  TextStats,
+  WindowSettings,
+} from '../worker-api.ts';
+
+/** How a block is cut: the whole block, or only its attention or MLP half. */
+export type Cut = 'block' | 'attention' | 'mlp';
+
+export interface Notice {
+  id: number;
+  level: 'error' | 'warning' | 'info';
+  title: string;
+  message: string;
+  /** What to do next. */
+  hint?: string;
+}
+
+export interface OutputState {
+  text: string;
+  count: number;
+  tokensPerSecond: number | null;
+  busy: boolean;
+  error: string | null;
+  next: NextToken[];
+  /** The removal the output was made with (JSON), to tell a stale output from a fresh one. */
+  removalKey: string;
+}
+
+export interface PerplexityState {
+  result: PerplexityResult | null;
+  busy: boolean;
+  error: string | null;
+  removalKey: string;
+}
+
+export const BUILTIN_MODEL = 'sotu-llama';
+export const BUILTIN_CALIBRATION: TextSourceSpec = { kind: 'builtin', name: 'moby-dick' };
+export const BUILTIN_EVALUATION: TextSourceSpec = { kind: 'builtin', name: 'moby-dick-eval' };
+
+export const emptyOutput = (): OutputState => ({ text: '', count: 0, tokensPerSecond: null, busy: false, error: null, next: [], removalKey: '' });
+export const emptyPerplexity = (): PerplexityState => ({ result: null, busy: false, error: null, removalKey: '' });
+
+function backendFromUrl(): BackendChoice {
+  const wanted = new URLSearchParams(globalThis.location?.search ?? '').get('backend');
+  return wanted === 'cpu' || wanted === 'webgpu' ? wanted : 'auto';
+}
+
+class LabState {
+  model = $state.raw<ModelInfo | null>(null);
+  backendChoice = $state<BackendChoice>(backendFromUrl());
+  loading = $state.raw<{ label: string; progress: LoadProgress | null } | null>(null);
+
+  calibration = $state.raw<TextSourceSpec>(BUILTIN_CALIBRATION);
+  calibrationStats = $state.raw<TextStats | null>(null);
+  windows = $state<WindowSettings>({ seqLen: 128, maxSequences: 16 });
+
+  /** Running scores while Score runs; null when idle. */
+  scoring = $state.raw<ScoreProgress | null>(null);
+  scores = $state.raw<BlockScore[]>([]);
+  scoreSummary = $state.raw<{ tokens: number; sequences: number; ms: number; complete: boolean } | null>(null);
+  metric = $state<Metric>('bi');
+  order = $state<'depth' | 'rank'>('depth');
+  logScale = $state(false);
+
+  /** Cut blocks by index; absent = kept. */
+  cuts = $state<Record<number, Cut>>({});
+  lowestCount = $state(0);
+  halfRemoval = $state(false);
+
+  prompt = $state('The state of the Union is');
+  settings = $state<GenerateSettings>({ maxNewTokens: 32, temperature: 0, topK: 0, seed: 0 });
+  /** The prompt and settings both outputs were made with (the fields above may have been edited since). */
+  compared = $state.raw<{ prompt: string; settings: GenerateSettings }>({ prompt: '', settings: { maxNewTokens: 32, temperature: 0, topK: 0, seed: 0 } });
+  original = $state<OutputState>(emptyOutput());
+  pruned = $state<OutputState>(emptyOutput());
+  evaluation = $state.raw<TextSourceSpec>(BUILTIN_EVALUATION);
+  evalWindows = $state<WindowSettings>({ seqLen: 128, maxSequences: 4 });
+  pplOriginal = $state<PerplexityState>(emptyPerplexity());
+  pplPruned = $state<PerplexityState>(emptyPerplexity());
+
+  notices = $state<Notice[]>([]);
+
+  removal: RemovalSpec = $derived.by(() => {
+    const removal: RemovalSpec = { blocks: [], attention: [], mlp: [] };
+    for (const [index, cut] of Object.entries(this.cuts)) {
+      removal[cut === 'block' ? 'blocks' : cut].push(Number(index));
+    }
+    for (const list of Object.values(removal)) list.sort((a: number, b: number) => a - b);
+    return removal;
+  });
+  removalKey = $derived(JSON.stringify(this.removal));
+  removedParameters = $derived(this.model ? removedParameters(this.model.blockParameters, this.removal) : 0);
+  /** Block indices from least to most influential by the chosen metric. */
+  ranking = $derived(rankBlocks(this.scores, this.metric));
+  keptBlocks = $derived(this.model ? this.model.blocks - this.removal.blocks.length : 0);
+}
+
+export const lab = new LabState();
+
+let nextNoticeId = 1;
+
+export function notify(level: Notice['level'], title: string, message: string, hint?: string): void {
+  const notice = { id: nextNoticeId++, level, title, message, hint };
+  // The same notice twice in a row is shown once.
+  lab.notices = [...lab.notices.filter((n) => n.title !== title || n.message !== message), notice].slice(-4);
+}
+
+export function dismissNotice(id: number): void {
+  lab.notices = lab.notices.filter((n) => n.id !== id);
+}

@@ -1,0 +1,142 @@
+/**
+ * The typed boundary between the page and workers/engine.worker.ts (comlink). Only small values cross it:
+ * model facts, per-block scores, token text, numbers. Weights and logits stay in the worker.
+ *
+ * Every call resolves to an Outcome (errors as values): `{ ok: false, message }` carries the engine's
+ * describeError text, `cancelled: true` when the job was cancelled through `cancel(jobId)`.
+ */
+import type { BlockScore } from './analysis/influence.ts';
+import type { BlockParameters } from './analysis/parameters.ts';
+
+export type { BlockScore, Metric } from './analysis/influence.ts';
+export type { BlockParameters } from './analysis/parameters.ts';
+
+/** Where a model comes from. `builtin` names a folder under public/models/. */
+export type ModelSourceSpec =
+  | { kind: 'builtin'; name: string }
+  | { kind: 'url'; url: string }
+  | { kind: 'hub'; id: string }
+  | { kind: 'files'; files: File[]; label?: string };
+
+/** `auto`: WebGPU when the browser and the engine can, else the CPU backend with the reason shown. */
+export type BackendChoice = 'auto' | 'cpu' | 'webgpu';
+
+/** Calibration / evaluation text: a file under public/calibration/ or text the user gave. */
+export type TextSourceSpec = { kind: 'builtin'; name: string } | { kind: 'text'; text: string; label: string };
+
+/** What is cut: whole blocks, or only one half of a block. Indices are original block indices. */
+export interface RemovalSpec {
+  blocks: number[];
+  attention: number[];
+  mlp: number[];
+}
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; message: string; cancelled: boolean };
+
+export interface LoadProgress {
+  /** `download`: reading weight files; `backend`: decoding / uploading weights. */
+  phase: 'download' | 'backend';
+  loadedBytes: number;
+  totalBytes: number | null;
+  file: string;
+}
+
+export interface ModelInfo {
+  /** What a person would call it: the built-in name, hub id, URL or folder name. */
+  name: string;
+  source: string;
+  modelType: string;
+  blocks: number;
+  hidden: number;
+  vocab: number;
+  maxPositions: number;
+  parameters: number;
+  dtypes: string[];
+  blockParameters: BlockParameters[];
+  hasTokenizer: boolean;
+  backend: {
+    kind: 'cpu' | 'webgpu';
+    description: string;
+    /** Why `auto` (or `webgpu`) ended on the CPU backend; null when it did not. */
+    fallbackReason: string | null;
+    weightBytes: number;
+  };
+  loadMs: number;
+}
+
+export interface TextStats {
+  tokens: number;
+  characters: number;
+}
+
+export interface WindowSettings {
+  seqLen: number;
+  maxSequences: number;
+}
+
+export interface ScoreProgress {
+  sequencesDone: number;
+  sequencesTotal: number;
+  tokensDone: number;
+  tokensTotal: number;
+  /** Running scores over the sequences done so far, for the active blocks, by depth. */
+  scores: BlockScore[];
+}
+
+export interface ScoreResult {
+  scores: BlockScore[];
+  tokens: number;
+  sequences: number;
+  ms: number;
+}
+
+export interface GenerateSettings {
+  maxNewTokens: number;
+  /** 0 = greedy. */
+  temperature: number;
+  /** 0 = no top-k cut. */
+  topK: number;
+  seed: number;
+}
+
+export interface TokenEvent {
+  /** Decoded text of all generated tokens so far (decoding per token would split multi-byte pieces). */
+  text: string;
+  count: number;
+  /** Decode speed: 1 / median time of this job's own one-token forwards (prompt pass excluded); null until the 2nd token. */
+  tokensPerSecond: number | null;
+}
+
+export interface GenerateResult extends TokenEvent {
+  promptTokens: number;
+  ms: number;
+}
+
+export interface PerplexityResult {
+  ppl: number;
+  nll: number;
+  /** Predicted tokens (Σ (length − 1)). */
+  tokens: number;
+  sequences: number;
+}
+
+export interface NextToken {
+  id: number;
+  text: string;
+  prob: number;
+}
+
+/** The worker's API (what Comlink.wrap gives the page, minus the Remote<> promise wrapping). */
+export interface EngineApi {
+  /** Loads a model; the current one stays until the new one has loaded. Cancel with cancel(jobId). */
+  loadModel(jobId: string, source: ModelSourceSpec, backend: BackendChoice, onProgress?: (p: LoadProgress) => void): Promise<Outcome<ModelInfo>>;
+  /** Token count of a text with the current model's tokenizer (as a document: special tokens included). */
+  textStats(text: TextSourceSpec): Promise<Outcome<TextStats>>;
+  /** Block statistics over consecutive windows of the text; onBatch after every sequence with running scores. */
+  score(jobId: string, text: TextSourceSpec, windows: WindowSettings, removal: RemovalSpec, onBatch?: (p: ScoreProgress) => void): Promise<Outcome<ScoreResult>>;
+  generate(jobId: string, prompt: string, removal: RemovalSpec, settings: GenerateSettings, onToken?: (t: TokenEvent) => void): Promise<Outcome<GenerateResult>>;
+  perplexity(jobId: string, text: TextSourceSpec, windows: WindowSettings, removal: RemovalSpec, onProgress?: (done: number, total: number) => void): Promise<Outcome<PerplexityResult>>;
+  nextTokenTop(jobId: string, prompt: string, removal: RemovalSpec, k: number): Promise<Outcome<NextToken[]>>;
+  /** Aborts a running job (no-op when it already ended). */
+  cancel(jobId: string): void;
+}

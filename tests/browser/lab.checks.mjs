@@ -1,0 +1,251 @@
+// End-to-end checks of the lab page (run by tests/browser/run.mjs). One page is shared by the checks, in
+// order: they build on each other like a person's session (load, score, cut, compare, mistakes, cancel).
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+
+const MODEL = 'public/models/sotu-llama';
+const CALIBRATION = 'public/calibration/moby-dick.txt';
+const EVALUATION = 'public/calibration/moby-dick-eval.txt';
+/** Small settings keep the suite fast on two software-rendered cores. */
+const SCORE = { seqLen: 64, maxSequences: 4 };
+/** The page's evaluation windows (state.svelte.ts evalWindows). */
+const EVAL = { seqLen: 128, maxSequences: 4 };
+const CUT = 1;
+
+const removalKey = (blocks = []) => JSON.stringify({ blocks, attention: [], mlp: [] });
+
+async function cliJson(run, args) {
+  const r = await run(process.execPath, ['cli/bin.mjs', ...args, '--json']);
+  if (r.code !== 0) throw new Error(`prunelab ${args.join(' ')} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+/** The CLI's numbers for the same inputs, computed while the app builds. */
+export async function prepare({ run }) {
+  const score = await cliJson(run, ['score', '--model', MODEL, '--text', CALIBRATION, '--seq-len', String(SCORE.seqLen), '--max-sequences', String(SCORE.maxSequences)]);
+  const ppl = await cliJson(run, ['ppl', '--model', MODEL, '--text', EVALUATION, '--seq-len', String(EVAL.seqLen), '--max-sequences', String(EVAL.maxSequences), '--remove', String(CUT)]);
+  return { score, ppl };
+}
+
+export async function setup({ browser, baseUrl, backend }) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(`${baseUrl}?backend=${backend}`);
+  return { context, page, pageErrors };
+}
+
+export async function teardown({ context }) {
+  await context?.close();
+}
+
+async function setNumber(page, testId, value) {
+  const input = page.getByTestId(testId);
+  await input.fill(String(value));
+  await input.press('Tab');
+}
+
+/** Waits until both sides' outputs and perplexity are computed for the given removal. */
+async function waitCompareIdle(page, key, timeout = 60_000) {
+  await page.waitForFunction(
+    (key) => {
+      const q = (id) => document.querySelector(`[data-testid=${id}]`);
+      const idle = (el) => el && el.getAttribute('data-busy') === 'false' && el.getAttribute('data-removal') === key;
+      return idle(q('output-pruned')) && idle(q('ppl-pruned')) && q('ppl-pruned').hasAttribute('data-ppl') && q('output-original')?.getAttribute('data-busy') === 'false';
+    },
+    key,
+    { timeout },
+  );
+}
+
+async function compareState(page) {
+  return page.evaluate(() => {
+    const q = (id) => document.querySelector(`[data-testid=${id}]`);
+    return {
+      prunedText: q('generated-pruned')?.textContent ?? '',
+      originalText: q('generated-original')?.textContent ?? '',
+      prunedPpl: Number(q('ppl-pruned')?.getAttribute('data-ppl')),
+      originalPpl: Number(q('ppl-original')?.getAttribute('data-ppl')),
+      prunedNext: q('next-pruned')?.textContent ?? '',
+    };
+  });
+}
+
+async function backendInUse(page) {
+  return page.getByTestId('backend-badge').getAttribute('data-backend');
+}
+
+export const checks = [
+  {
+    name: 'the page opens on the embedded model (sotu-llama, 12 blocks) with a backend badge',
+    timeout: 120_000,
+    async run({ page }) {
+      await page.waitForFunction(() => document.querySelector('[data-testid=model-name]')?.textContent === 'sotu-llama', null, { timeout: 110_000 });
+      assert.equal(await page.getByTestId('model-blocks').textContent(), '12');
+      assert.match(await backendInUse(page), /^(cpu|webgpu)$/);
+    },
+  },
+  {
+    name: 'Score gives one bar per block and BI/angular/relMagnitude equal `prunelab score --json` (1e-4 CPU, 1e-3 WebGPU)',
+    timeout: 120_000,
+    async run({ page, prepared }) {
+      if (prepared?.error) throw prepared.error;
+      await setNumber(page, 'cal-sequences', SCORE.maxSequences);
+      await setNumber(page, 'cal-seqlen', SCORE.seqLen);
+      await page.getByTestId('score-button').click();
+      await page.waitForSelector('[data-testid=score-controls][data-state=done]', { timeout: 110_000 });
+      const bars = await page.$$eval('[data-testid=bar]', (els) =>
+        els.map((e) => ({ index: Number(e.dataset.index), bi: Number(e.dataset.bi), angular: Number(e.dataset.angular), relMagnitude: Number(e.dataset.relMagnitude) })),
+      );
+      const table = await page.$$eval('[data-testid=score-table] tbody tr', (rows) =>
+        rows.map((r) => ({ index: Number(r.dataset.index), bi: Number(r.querySelector('[data-metric=bi]')?.dataset.value) })),
+      );
+      const cli = prepared.score;
+      assert.equal(bars.length, cli.blocks.length, 'one bar per block');
+      assert.equal(table.length, cli.blocks.length, 'one table row per block');
+      const tolerance = (await backendInUse(page)) === 'webgpu' ? 1e-3 : 1e-4;
+      let worst = 0;
+      for (const expected of cli.blocks) {
+        const bar = bars.find((b) => b.index === expected.index);
+        const row = table.find((r) => r.index === expected.index);
+        for (const metric of ['bi', 'angular', 'relMagnitude']) {
+          const diff = Math.abs(bar[metric] - expected[metric]);
+          worst = Math.max(worst, diff);
+          assert.ok(diff <= tolerance, `block ${expected.index} ${metric}: page ${bar[metric]} vs CLI ${expected[metric]}`);
+        }
+        assert.ok(Math.abs(row.bi - expected.bi) <= tolerance, `table row ${expected.index}`);
+      }
+      const summary = await page.getByTestId('score-summary').textContent();
+      assert.match(summary, new RegExp(`${cli.tokens} tokens`), `summary "${summary}" names ${cli.tokens} tokens`);
+      console.log(`#   ${cli.blocks.length} blocks, ${cli.tokens} tokens, max |page − CLI| = ${worst.toExponential(2)}`);
+    },
+  },
+  {
+    name: 'hovering a bar shows its exact value and rank',
+    async run({ page }) {
+      await page.locator('[data-testid=bar][data-index="0"] rect.hit').hover();
+      const tip = await page.getByTestId('chart-tooltip').textContent();
+      assert.match(tip, /Block 0/);
+      assert.match(tip, /rank \d+ of 12/);
+      await page.mouse.move(5, 5);
+    },
+  },
+  {
+    name: `clicking bar ${CUT} cuts the block; the pruned output and perplexity change (perplexity = \`prunelab ppl --remove ${CUT}\`)`,
+    timeout: 120_000,
+    async run({ page, prepared }) {
+      await waitCompareIdle(page, removalKey([]), 100_000);
+      const before = await compareState(page);
+      assert.ok(before.prunedText.length > 0, 'the pruned side generated text');
+      await page.locator(`[data-testid=bar][data-index="${CUT}"] rect.hit`).click();
+      assert.equal(await page.locator(`[data-testid=bar][data-index="${CUT}"]`).getAttribute('data-cut'), 'block');
+      assert.equal(await page.locator(`[data-testid=block-cell][data-index="${CUT}"]`).getAttribute('data-cut'), 'block');
+      assert.equal(await page.getByTestId('removal-summary').getAttribute('data-removed-blocks'), String(CUT));
+      await waitCompareIdle(page, removalKey([CUT]), 100_000);
+      const after = await compareState(page);
+      assert.equal(after.originalPpl, before.originalPpl, 'the original perplexity does not move');
+      assert.notEqual(after.prunedPpl, before.prunedPpl, 'the pruned perplexity changed');
+      assert.ok(after.prunedText !== before.prunedText || after.prunedNext !== before.prunedNext, 'the pruned output changed');
+      const expected = prepared.ppl.ppl;
+      const tolerance = (await backendInUse(page)) === 'webgpu' ? 1e-3 : 1e-4;
+      assert.ok(Math.abs(after.prunedPpl / expected - 1) <= tolerance, `pruned perplexity ${after.prunedPpl} vs CLI ${expected}`);
+      console.log(`#   perplexity ${before.prunedPpl.toFixed(2)} -> ${after.prunedPpl.toFixed(2)} with block ${CUT} cut (CLI ${expected.toFixed(2)})`);
+    },
+  },
+  {
+    name: 'the slider cuts the 3 lowest-BI blocks; screenshots at 1280×800 in light and dark',
+    timeout: 120_000,
+    async run({ page, screenshotDir }) {
+      await page.getByTestId('lowest-slider').fill('3');
+      const blocks = await page.getByTestId('removal-summary').getAttribute('data-removed-blocks');
+      assert.equal(blocks.split(',').length, 3, `three blocks cut, got "${blocks}"`);
+      await waitCompareIdle(page, removalKey(blocks.split(',').map(Number)), 100_000);
+      await page.screenshot({ path: join(screenshotDir, 'lab.png') });
+      await page.emulateMedia({ colorScheme: 'dark' });
+      await page.screenshot({ path: join(screenshotDir, 'lab-dark.png') });
+      await page.screenshot({ path: join(screenshotDir, 'lab-dark-full.png'), fullPage: true });
+      await page.emulateMedia({ colorScheme: 'light' });
+      await page.screenshot({ path: join(screenshotDir, 'lab-full.png'), fullPage: true });
+    },
+  },
+  {
+    name: 'an unreachable or unknown hub id shows one clear notice and the lab keeps working',
+    timeout: 90_000,
+    async run({ page }) {
+      const id = 'no-such-owner/no-such-model-prunelab';
+      await page.getByTestId('hub-id').fill(id);
+      await page.getByTestId('hub-load').click();
+      const notice = page.locator('[data-testid=notice][data-level=error]').filter({ hasText: id });
+      await notice.waitFor({ timeout: 60_000 });
+      assert.match(await notice.textContent(), /Could not load/);
+      assert.equal(await page.getByTestId('model-name').textContent(), 'sotu-llama', 'the current model stays loaded');
+      await notice.getByRole('button', { name: 'Dismiss' }).click();
+      // Still usable: generate again with another prompt.
+      await page.getByTestId('prompt').fill('We must');
+      await page.getByTestId('generate').click();
+      await page.waitForFunction(() => document.querySelector('[data-testid=output-original]')?.getAttribute('data-busy') === 'false' && document.querySelector('[data-testid=generated-original]')?.textContent?.length > 0, null, { timeout: 60_000 });
+    },
+  },
+  {
+    name: 'a broken model folder (unsupported config.json) shows a notice naming the problem',
+    timeout: 60_000,
+    async run({ page }) {
+      await page.getByTestId('files-input').setInputFiles([
+        { name: 'config.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ model_type: 'bert', hidden_size: 8 })) },
+        { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from([1, 2, 3]) },
+      ]);
+      const notice = page.locator('[data-testid=notice][data-level=error]').filter({ hasText: 'model_type' });
+      await notice.waitFor({ timeout: 50_000 });
+      assert.match(await notice.textContent(), /config\.json/);
+      assert.equal(await page.getByTestId('model-name').textContent(), 'sotu-llama');
+      await notice.getByRole('button', { name: 'Dismiss' }).click();
+    },
+  },
+  {
+    name: 'the page stays responsive while scoring runs (frame round-trips < 1 s), and Cancel stops it',
+    timeout: 90_000,
+    async run({ page }) {
+      await setNumber(page, 'cal-sequences', 400);
+      await setNumber(page, 'cal-seqlen', 128);
+      await page.getByTestId('score-button').click();
+      await page.waitForSelector('[data-testid=score-controls][data-state=running]');
+      await page.waitForFunction(() => /^\s*[1-9][\d,]* \//.test(document.querySelector('[data-testid=score-progress]')?.textContent ?? ''), null, { timeout: 60_000 });
+      const rounds = [];
+      for (let i = 0; i < 8; i++) {
+        const t = Date.now();
+        await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => resolve())));
+        rounds.push(Date.now() - t);
+        await page.waitForTimeout(100);
+      }
+      // The UI reacts while the worker computes: switching the metric re-renders the chart at once.
+      const t = Date.now();
+      await page.getByTestId('metric-angular').click();
+      await page.waitForSelector('[data-testid=influence-chart][data-metric=angular]', { timeout: 1_000 });
+      const switchMs = Date.now() - t;
+      assert.equal(await page.locator('[data-testid=score-controls]').getAttribute('data-state'), 'running', 'scoring was still running while measured');
+      assert.ok(Math.max(...rounds) < 1_000, `frame round-trips ${rounds.join(', ')} ms`);
+      await page.getByTestId('score-cancel').click();
+      await page.waitForSelector('[data-testid=score-controls][data-state=partial]', { timeout: 15_000 });
+      await page.getByTestId('metric-bi').click();
+      console.log(`#   frame round-trips during scoring: max ${Math.max(...rounds)} ms; metric switch ${switchMs} ms; cancel ok`);
+    },
+  },
+  {
+    name: 'a model folder picked from disk (HF layout) loads and runs',
+    timeout: 90_000,
+    async run({ page, root }) {
+      const files = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].map((f) => join(root, MODEL, f));
+      await page.getByTestId('files-input').setInputFiles(files);
+      await page.waitForFunction(() => document.querySelector('[data-testid=model-name]')?.textContent === 'local files', null, { timeout: 60_000 });
+      assert.equal(await page.getByTestId('model-blocks').textContent(), '12');
+      await page.waitForSelector('[data-testid=next-original] li', { timeout: 60_000 });
+    },
+  },
+  {
+    name: 'no uncaught errors in the page',
+    async run({ pageErrors }) {
+      assert.deepEqual(pageErrors, []);
+    },
+  },
+];

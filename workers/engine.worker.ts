@@ -1,0 +1,326 @@
+/**
+ * The engine in a Web Worker, exposed with comlink (the EngineApi of src/worker-api.ts). Wiring only: each
+ * call resolves a source, builds a plan, runs the engine, and turns results (or errors) into small values.
+ *
+ * Every job runs on a per-job view of the model whose backend yields one macrotask before each forward, so
+ * a `cancel` message is seen between forwards and concurrent jobs (original vs pruned generation) take turns.
+ */
+import * as Comlink from 'comlink';
+import { blockScores } from '../src/analysis/influence.ts';
+import { blockParameters } from '../src/analysis/parameters.ts';
+import type { Backend, BlockStatSums } from '../src/engine/backend.ts';
+import { type Checkpoint, loadCheckpoint } from '../src/engine/checkpoint.ts';
+import { describeError, PruneLabError } from '../src/engine/errors.ts';
+import { accumulateStats, createBackend, Model } from '../src/engine/model.ts';
+import { makePlan } from '../src/engine/plan.ts';
+import { topTokens } from '../src/engine/sampling.ts';
+import { fileListSource, hubSource, type ModelSource, urlSource } from '../src/engine/sources.ts';
+import { windows } from '../src/engine/tokenizer.ts';
+import type {
+  BackendChoice,
+  EngineApi,
+  GenerateSettings,
+  LoadProgress,
+  ModelInfo,
+  ModelSourceSpec,
+  NextToken,
+  Outcome,
+  PerplexityResult,
+  RemovalSpec,
+  ScoreProgress,
+  ScoreResult,
+  TextSourceSpec,
+  TextStats,
+  TokenEvent,
+  WindowSettings,
+} from '../src/worker-api.ts';
+
+let current: { model: Model; info: ModelInfo } | null = null;
+const jobs = new Map<string, AbortController>();
+const texts = new Map<string, string>();
+/** Token ids of recent texts for the current model (cleared when the model changes). */
+const tokenized = new Map<string, number[]>();
+
+const appBase = new URL(import.meta.env.BASE_URL, self.location.origin);
+
+/** One macrotask: lets queued messages (cancel, other jobs) run between forwards. */
+function nextTask(): Promise<void> {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(0);
+  });
+}
+
+/** The model seen through a backend that yields before each forward and reports each forward's time. */
+function jobView(model: Model, onForward?: (ms: number) => void): Model {
+  const inner = model.backend;
+  const backend: Backend = {
+    info: inner.info,
+    async forward(request) {
+      await nextTask();
+      const start = performance.now();
+      try {
+        return await inner.forward(request);
+      } finally {
+        onForward?.(performance.now() - start);
+      }
+    },
+    createCache: (capacity, plan) => inner.createCache(capacity, plan),
+    dispose: () => {},
+  };
+  return Object.create(model, { backend: { value: backend } }) as Model;
+}
+
+/** Calls a page callback (a comlink proxy) without waiting for it or failing on it. */
+function notify<A extends unknown[]>(callback: ((...args: A) => unknown) | undefined, ...args: A): void {
+  if (!callback) return;
+  try {
+    Promise.resolve(callback(...args)).catch(() => {});
+  } catch {
+    // the page went away; nothing to tell
+  }
+}
+
+function release(callback: unknown): void {
+  const releasable = callback as { [Comlink.releaseProxy]?: () => void } | undefined;
+  try {
+    releasable?.[Comlink.releaseProxy]?.();
+  } catch {
+    // not a proxy
+  }
+}
+
+async function job<T>(jobId: string, callback: unknown, work: (signal: AbortSignal) => Promise<T>): Promise<Outcome<T>> {
+  jobs.get(jobId)?.abort();
+  const controller = new AbortController();
+  jobs.set(jobId, controller);
+  try {
+    return { ok: true, value: await work(controller.signal) };
+  } catch (e) {
+    const cancelled = controller.signal.aborted || (e as Error)?.name === 'AbortError';
+    return { ok: false, message: cancelled ? 'cancelled' : describeError(e), cancelled };
+  } finally {
+    if (jobs.get(jobId) === controller) jobs.delete(jobId);
+    release(callback);
+  }
+}
+
+function requireModel(): Model {
+  if (!current) throw new PruneLabError('no model is loaded yet');
+  return current.model;
+}
+
+function plainName(name: string, what: string): string {
+  if (!/^[\w.-]+$/.test(name)) throw new PruneLabError(`"${name}" is not a plain name`, { field: what });
+  return name;
+}
+
+function resolveSource(spec: ModelSourceSpec): { source: ModelSource; name: string } {
+  switch (spec.kind) {
+    case 'builtin': {
+      const name = plainName(spec.name, 'model');
+      return { source: urlSource(new URL(`models/${name}/`, appBase).href, name), name };
+    }
+    case 'url':
+      return { source: urlSource(new URL(spec.url, appBase).href, spec.url), name: spec.url };
+    case 'hub': {
+      const source = hubSource(spec.id);
+      return { source, name: source.label };
+    }
+    case 'files': {
+      const folder = (spec.files[0] as File & { webkitRelativePath?: string })?.webkitRelativePath?.split('/')[0];
+      const name = spec.label || folder || 'local files';
+      return { source: fileListSource(spec.files, name), name };
+    }
+  }
+}
+
+async function openBackend(checkpoint: Checkpoint, choice: BackendChoice): Promise<{ backend: Backend; fallbackReason: string | null }> {
+  if (choice === 'cpu') return { backend: await createBackend('cpu', checkpoint), fallbackReason: null };
+  let reason: string;
+  if (!('gpu' in navigator) || !navigator.gpu) reason = 'this browser exposes no WebGPU (navigator.gpu is missing)';
+  else {
+    try {
+      return { backend: await createBackend('webgpu', checkpoint), fallbackReason: null };
+    } catch (e) {
+      reason = describeError(e);
+    }
+  }
+  if (choice === 'webgpu') throw new PruneLabError(`the WebGPU backend could not start: ${reason}`, { field: 'backend' });
+  return { backend: await createBackend('cpu', checkpoint), fallbackReason: reason };
+}
+
+async function textOf(spec: TextSourceSpec, signal?: AbortSignal): Promise<string> {
+  if (spec.kind === 'text') return spec.text;
+  const name = plainName(spec.name, 'calibration');
+  let text = texts.get(name);
+  if (text === undefined) {
+    const url = new URL(`calibration/${name}.txt`, appBase).href;
+    const response = await fetch(url, { signal });
+    if (!response.ok) throw new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
+    text = await response.text();
+    texts.set(name, text);
+  }
+  return text;
+}
+
+async function idsOf(model: Model, spec: TextSourceSpec, signal?: AbortSignal): Promise<number[]> {
+  const text = await textOf(spec, signal);
+  const key = spec.kind === 'builtin' ? `builtin:${spec.name}` : `text:${text}`;
+  let ids = tokenized.get(key);
+  if (!ids) {
+    ids = model.requireTokenizer().encode(text);
+    if (tokenized.size >= 4) tokenized.delete(tokenized.keys().next().value as string);
+    tokenized.set(key, ids);
+  }
+  return ids;
+}
+
+function describeModel(model: Model, name: string, fallbackReason: string | null, loadMs: number): ModelInfo {
+  const { spec, checkpoint, backend } = model;
+  return {
+    name,
+    source: checkpoint.label,
+    modelType: spec.modelType,
+    blocks: spec.layers,
+    hidden: spec.hidden,
+    vocab: spec.vocabSize,
+    maxPositions: spec.maxPositions,
+    parameters: checkpoint.parameters,
+    dtypes: checkpoint.dtypes,
+    blockParameters: blockParameters(checkpoint.weights.blocks),
+    hasTokenizer: model.tokenizer !== null,
+    backend: { kind: backend.info.kind, description: backend.info.description, fallbackReason, weightBytes: backend.info.weightBytes },
+    loadMs,
+  };
+}
+
+const api: EngineApi = {
+  loadModel(jobId, spec, backendChoice, onProgress) {
+    return job(jobId, onProgress, async (signal) => {
+      const start = performance.now();
+      const { source, name } = resolveSource(spec);
+      let lastReport = 0;
+      const report = (p: LoadProgress) => {
+        const now = performance.now();
+        if (now - lastReport < 100 && p.loadedBytes !== p.totalBytes) return;
+        lastReport = now;
+        notify(onProgress, p);
+      };
+      const checkpoint = await loadCheckpoint(source, { signal, progress: (loadedBytes, totalBytes, file) => report({ phase: 'download', loadedBytes, totalBytes, file }) });
+      const weightBytes = checkpoint.files.reduce((a, f) => a + [...f.tensors.values()].reduce((b, t) => b + t.bytes.byteLength, 0), 0);
+      notify(onProgress, { phase: 'backend', loadedBytes: weightBytes, totalBytes: weightBytes, file: '' });
+      const { backend, fallbackReason } = await openBackend(checkpoint, backendChoice);
+      if (signal.aborted) {
+        backend.dispose();
+        throw new DOMException('cancelled', 'AbortError');
+      }
+      // The new model replaces the old one only now; jobs still running on the old one are cancelled.
+      for (const [id, controller] of jobs) if (id !== jobId) controller.abort();
+      current?.model.dispose();
+      tokenized.clear();
+      const model = new Model(checkpoint, backend);
+      const info = describeModel(model, name, fallbackReason, performance.now() - start);
+      current = { model, info };
+      return info;
+    });
+  },
+
+  textStats(spec) {
+    return job(`textStats:${Math.random()}`, undefined, async (signal): Promise<TextStats> => {
+      const text = await textOf(spec, signal);
+      return { tokens: (await idsOf(requireModel(), spec, signal)).length, characters: text.length };
+    });
+  },
+
+  score(jobId, spec, settings: WindowSettings, removal: RemovalSpec, onBatch) {
+    return job(jobId, onBatch, async (signal): Promise<ScoreResult> => {
+      const start = performance.now();
+      const model = requireModel();
+      const sequences = windows(await idsOf(model, spec, signal), settings.seqLen, settings.maxSequences);
+      if (sequences.length === 0) throw new PruneLabError('the calibration text has fewer than two tokens', { field: 'calibration' });
+      const plan = makePlan(model.spec.layers, removal);
+      const view = jobView(model);
+      const totals = new Map<number, BlockStatSums>();
+      const tokensTotal = sequences.reduce((a, s) => a + s.length, 0);
+      let tokensDone = 0;
+      let scores: ScoreProgress['scores'] = [];
+      for (let s = 0; s < sequences.length; s++) {
+        accumulateStats(totals, await view.score([sequences[s]], plan, { signal }));
+        tokensDone += sequences[s].length;
+        scores = blockScores(plan.blocks.map((i) => totals.get(i) as BlockStatSums));
+        notify(onBatch, { sequencesDone: s + 1, sequencesTotal: sequences.length, tokensDone, tokensTotal, scores });
+      }
+      return { scores, tokens: tokensDone, sequences: sequences.length, ms: performance.now() - start };
+    });
+  },
+
+  generate(jobId, prompt, removal, settings: GenerateSettings, onToken) {
+    return job(jobId, onToken, async (signal) => {
+      const start = performance.now();
+      const model = requireModel();
+      const tokenizer = model.requireTokenizer();
+      const promptIds = tokenizer.encode(prompt);
+      // Speed = one token per decode forward (the prompt pass excluded), from the median forward time so a
+      // pause elsewhere in the machine does not swing it.
+      let forwards = 0;
+      const decodeMs: number[] = [];
+      const view = jobView(model, (ms) => {
+        if (forwards++ > 0) decodeMs.push(ms);
+      });
+      const ids: number[] = [];
+      const event = (): TokenEvent => {
+        const sorted = [...decodeMs].sort((a, b) => a - b);
+        const median = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
+        return { text: tokenizer.decode(ids, { skipSpecialTokens: true }), count: ids.length, tokensPerSecond: median > 0 ? 1000 / median : null };
+      };
+      await view.generate(promptIds, makePlan(model.spec.layers, removal), {
+        maxNewTokens: settings.maxNewTokens,
+        temperature: settings.temperature,
+        topK: settings.topK,
+        seed: settings.seed,
+        stopAtEos: true,
+        signal,
+        onToken: (id) => {
+          ids.push(id);
+          notify(onToken, event());
+        },
+      });
+      return { ...event(), promptTokens: promptIds.length, ms: performance.now() - start };
+    });
+  },
+
+  perplexity(jobId, spec, settings, removal, onProgress) {
+    return job(jobId, onProgress, async (signal): Promise<PerplexityResult> => {
+      const model = requireModel();
+      const sequences = windows(await idsOf(model, spec, signal), settings.seqLen, settings.maxSequences);
+      const result = await jobView(model).perplexity(sequences, makePlan(model.spec.layers, removal), {
+        signal,
+        onProgress: (done, total) => notify(onProgress, done, total),
+      });
+      return { ppl: result.ppl, nll: result.nll, tokens: result.tokens, sequences: sequences.length };
+    });
+  },
+
+  nextTokenTop(jobId, prompt, removal, k) {
+    return job(jobId, undefined, async (signal): Promise<NextToken[]> => {
+      const model = requireModel();
+      const tokenizer = model.requireTokenizer();
+      const promptIds = tokenizer.encode(prompt);
+      if (promptIds.length === 0) throw new PruneLabError('the prompt has no tokens', { field: 'prompt' });
+      const row = await jobView(model).lastLogits(promptIds, makePlan(model.spec.layers, removal));
+      if (signal.aborted) throw new DOMException('cancelled', 'AbortError');
+      return topTokens(row, k).map(({ id, prob }) => ({ id, prob, text: tokenizer.tokenText(id) }));
+    });
+  },
+
+  cancel(jobId) {
+    jobs.get(jobId)?.abort();
+  },
+};
+
+Comlink.expose(api);
