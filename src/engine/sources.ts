@@ -69,6 +69,11 @@ export function urlSource(baseUrl: string, label = baseUrl): ModelSource {
       }
       if (response.status === 404) return null;
       if (!response.ok) throw new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
+      // Dev servers and SPAs answer a missing file with their index.html and 200: that file is absent.
+      if (!name.endsWith('.html') && (response.headers.get('content-type') ?? '').startsWith('text/html')) {
+        await response.body?.cancel();
+        return null;
+      }
       return readBody(response, url, progress);
     },
   };

@@ -89,6 +89,25 @@ describe('sources over real HTTP', () => {
     expect(pinned.spec.modelType).toBe('llama');
   });
 
+  it('a server that answers missing files with an HTML page (SPA fallback) is read as "file absent"', async () => {
+    const { createServer } = await import('node:http');
+    const dir = join(FIXTURES_DIR, 'llama-gqa');
+    const spa = createServer((req, res) => {
+      const name = (req.url ?? '').split('/').pop() ?? '';
+      if (['config.json', 'model.safetensors'].includes(name)) res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(readFileSync(join(dir, name)));
+      else res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>app</title>');
+    });
+    await new Promise<void>((resolve) => spa.listen(0, '127.0.0.1', resolve));
+    const port = (spa.address() as { port: number }).port;
+    try {
+      const ckpt = await loadCheckpoint(urlSource(`http://127.0.0.1:${port}/m/`));
+      expect(ckpt.files.map((f) => f.name)).toEqual(['model.safetensors']);
+      expect(ckpt.tokenizer).toBeNull();
+    } finally {
+      spa.close();
+    }
+  });
+
   it('a hub id that does not exist fails naming config.json', async () => {
     await expect(Model.load(hubSource('someorg/nothing-here', server.origin), 'cpu')).rejects.toThrow(/no config\.json in someorg\/nothing-here/);
   });
