@@ -3,6 +3,8 @@ import { acquireGpu, type GpuContext } from '../../src/engine/webgpu/device.ts';
 import { PipelineCache } from '../../src/engine/webgpu/kernels/common.ts';
 import { Recorder, UniformArena } from '../../src/engine/webgpu/recorder.ts';
 import { encodeF16 } from '../../src/engine/safetensors.ts';
+import { type GpuMatrix, uploadMatrix } from '../../src/engine/webgpu/tensors.ts';
+import { tensorOf } from './random-model.ts';
 
 export class KernelHarness {
   readonly pipelines: PipelineCache;
@@ -34,13 +36,20 @@ export class KernelHarness {
   weights(values: Float32Array, format: 'f32' | 'f16'): GPUBuffer {
     return format === 'f32' ? this.buffer(values) : this.buffer(encodeF16(values));
   }
-  async run(record: (rec: Recorder) => void): Promise<void> {
+  /** A [rows, cols] weight matrix uploaded as the backend uploads it, split into row chunks of at most `maxBindingBytes`. */
+  matrix(values: Float32Array, rows: number, cols: number, format: 'f32' | 'f16', maxBindingBytes = 2 ** 30): GpuMatrix {
+    const tensor = tensorOf('w', [rows, cols], values, format === 'f32' ? 'F32' : 'F16');
+    return uploadMatrix(this.ctx, tensor, { bytes: maxBindingBytes, source: 'the test limit' }, (b) => this.buffers.push(b));
+  }
+  /** Records, submits and checks for validation errors; returns the number of dispatches recorded. */
+  async run(record: (rec: Recorder) => void): Promise<number> {
     const rec = new Recorder(this.device, this.pipelines, this.uniforms);
     record(rec);
     this.device.pushErrorScope('validation');
     rec.submit();
     const error = await this.device.popErrorScope();
     if (error) throw new Error(error.message);
+    return rec.dispatchCount;
   }
   async read(buffer: GPUBuffer, count: number, offsetFloats = 0): Promise<Float32Array> {
     const staging = this.device.createBuffer({ size: Math.max(16, count * 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });

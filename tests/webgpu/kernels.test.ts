@@ -7,7 +7,7 @@ import * as ops from '../../src/engine/cpu/ops.ts';
 import { activation } from '../../src/engine/webgpu/kernels/activation.ts';
 import { causalAttention } from '../../src/engine/webgpu/kernels/attention.ts';
 import { embedTokens } from '../../src/engine/webgpu/kernels/embedding.ts';
-import { matmul } from '../../src/engine/webgpu/kernels/matmul.ts';
+import { matmul, matmulMatrix } from '../../src/engine/webgpu/kernels/matmul.ts';
 import { tokenNll } from '../../src/engine/webgpu/kernels/nll.ts';
 import { norm } from '../../src/engine/webgpu/kernels/norm.ts';
 import { rope, ropeTable } from '../../src/engine/webgpu/kernels/rope.ts';
@@ -66,6 +66,28 @@ describe.skipIf(!gpuAvailable)('WebGPU kernels vs the CPU reference ops', () => 
         const product = ops.matmul(x, rows, wRef, n, k, null);
         for (let i = 0; i < product.length; i++) want[offset * n + i] += product[i];
         expect(record(`matmul-acc-${format}`, maxAbsDiff(await h.read(y, want.length), want))).toBeLessThan(2e-5);
+      }
+    });
+    test(`matmul ${format} over a matrix split into row chunks (not a divisor of n, odd k) equals the unsplit matmul exactly`, async () => {
+      // n 70, k 37: f32 rows are 148 bytes → 6 rows per 1000-byte chunk (11×6 + 4); f16 rows 74 bytes → 13 per chunk (5×13 + 5).
+      const [n, k, offset] = [70, 37, 1];
+      const wValues = randomArray(n * k, 1 / Math.sqrt(k));
+      const whole = h.matrix(wValues, n, k, format);
+      const split = h.matrix(wValues, n, k, format, 1000);
+      expect(split.chunks.map((c) => c.rows)).toEqual(format === 'f32' ? [...Array(11).fill(6), 4] : [...Array(5).fill(13), 5]);
+      const bias = h.buffer(randomArray(n, 0.1));
+      for (const rows of [1, 5]) {
+        const x = h.buffer(randomArray(rows * k));
+        for (const accumulate of [false, true]) {
+          const before = randomArray((offset + rows) * n);
+          const [a, b] = [h.buffer(before), h.buffer(before)];
+          await h.run((rec) => matmulMatrix(rec, { x, rows, w: whole, bias, y: a, accumulate, outRowOffset: offset }));
+          const dispatches = await h.run((rec) => matmulMatrix(rec, { x, rows, w: split, bias, y: b, accumulate, outRowOffset: offset }));
+          expect(dispatches).toBe(split.chunks.length);
+          const [got, want] = [await h.read(b, before.length), await h.read(a, before.length)];
+          expect(maxAbsDiff(got, want)).toBe(0);
+          expect(maxAbsDiff(got.subarray(0, offset * n), before.subarray(0, offset * n))).toBe(0);
+        }
       }
     });
   }
@@ -146,20 +168,30 @@ describe.skipIf(!gpuAvailable)('WebGPU kernels vs the CPU reference ops', () => 
   });
 
   for (const format of ['f32', 'f16'] as const) {
-    test(`embedding gather (${format}) plus learned positions from an offset matches the CPU gather exactly`, async () => {
-      const [vocab, hidden, rows, first] = [11, 70, 5, 3];
-      const embed = randomArray(vocab * hidden);
-      const positions = randomArray(16 * hidden);
-      const ids = Uint32Array.from([3, 0, 10, 3, 7]);
-      const x = h.buffer(rows * hidden * 4);
-      await h.run((rec) => embedTokens(rec, { ids: h.buffer(ids), rows, embed: h.weights(embed, format), format, positions: h.buffer(positions), firstPosition: first, hidden, x }));
-      const ref = format === 'f16' ? roundF16(embed) : embed;
-      const want = new Float32Array(rows * hidden);
-      ids.forEach((id, t) => {
-        for (let i = 0; i < hidden; i++) want[t * hidden + i] = ref[id * hidden + i] + positions[(first + t) * hidden + i];
+    for (const split of [false, true]) {
+      // Four 70-wide rows per binding: 11 rows become chunks of 4 + 4 + 3.
+      const limit = split ? 4 * 70 * (format === 'f16' ? 2 : 4) : 2 ** 30;
+      test(`embedding gather (${format}${split ? ', split into row chunks 4+4+3' : ''}) plus learned positions from an offset matches the CPU gather exactly`, async () => {
+        const [vocab, hidden, rows, first] = [11, 70, 5, 3];
+        const embed = randomArray(vocab * hidden);
+        const positions = randomArray(16 * hidden);
+        const ids = Uint32Array.from([3, 0, 10, 3, 9]);
+        const matrix = h.matrix(embed, vocab, hidden, format, limit);
+        expect(matrix.chunks.map((c) => c.rows)).toEqual(split ? [4, 4, 3] : [vocab]);
+        const x = h.buffer(rows * hidden * 4);
+        // Chunk 1 (rows 4..7) holds no token: with the CPU ids it records no dispatch.
+        const dispatches = await h.run((rec) =>
+          embedTokens(rec, { ids: h.buffer(ids), tokenIds: ids, rows, embed: matrix, positions: h.buffer(positions), firstPosition: first, hidden, x }),
+        );
+        expect(dispatches).toBe(split ? 2 : 1);
+        const ref = format === 'f16' ? roundF16(embed) : embed;
+        const want = new Float32Array(rows * hidden);
+        ids.forEach((id, t) => {
+          for (let i = 0; i < hidden; i++) want[t * hidden + i] = ref[id * hidden + i] + positions[(first + t) * hidden + i];
+        });
+        expect(maxAbsDiff(await h.read(x, want.length), want)).toBe(0);
       });
-      expect(maxAbsDiff(await h.read(x, want.length), want)).toBe(0);
-    });
+    }
   }
 
   test('block statistics sums match ops.blockStatSums within 1e-6 per token, also for nearly equal states', async () => {
@@ -194,5 +226,13 @@ describe.skipIf(!gpuAvailable)('WebGPU kernels vs the CPU reference ops', () => 
     for (let t = 0; t + 1 < rows; t++) want += ops.nll(logits, t * vocab, vocab, ids[t + 1]);
     const [got] = await h.read(total, 1, 1);
     expect(record('nll', Math.abs(got - want) / want)).toBeLessThan(1e-6);
+    // The same rows' logits in groups of 2 rows (the head's row groups): each group writes its rows' NLLs.
+    const grouped = h.buffer((rows - 1) * 4);
+    const idsBuffer = h.buffer(ids);
+    for (let g = 0; g < rows - 1; g += 2) {
+      const group = h.buffer(logits.subarray(g * vocab, (g + 2) * vocab));
+      await h.run((rec) => tokenNll(rec, group, idsBuffer, Math.min(2, rows - 1 - g), vocab, grouped, g));
+    }
+    expect(maxAbsDiff(await h.read(grouped, rows - 1), await h.read(perToken, rows - 1))).toBe(0);
   });
 });

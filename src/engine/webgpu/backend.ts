@@ -4,6 +4,11 @@
  * linear, attention, mlp, blockStats, head), records every dispatch into one command encoder, submits
  * once and reads back one staging buffer: logits, three floats per block of statistics, the NLL sum,
  * and (capture 'states') the residual states. A skipped block records nothing.
+ *
+ * A weight matrix larger than one storage binding is uploaded as row chunks (tensors.ts) and every
+ * matmul / gather over it is one dispatch per chunk (kernels/matmul.ts, kernels/embedding.ts); the head
+ * runs in groups of rows when all rows' logits would not fit one binding. With one chunk and one group
+ * (everything fits) the recorded forward is the unsplit one.
  */
 import type { Backend, BackendInfo, BlockStatSums, ForwardRequest, ForwardResult, KVCache } from '../backend.ts';
 import type { ModelSpec } from '../config.ts';
@@ -11,12 +16,12 @@ import { PruneLabError } from '../errors.ts';
 import { type Plan, planKey } from '../plan.ts';
 import type { HostTensor } from '../safetensors.ts';
 import type { Linear, ModelWeights, Norm } from '../weights.ts';
-import { acquireGpu, checkFits, checkNotLost, type DeviceOptions, type GpuContext } from './device.ts';
+import { acquireGpu, type BindingLimit, bindingLimit, checkFits, checkNotLost, type DeviceOptions, formatBytes, type GpuContext } from './device.ts';
 import { activation, activationPipeline } from './kernels/activation.ts';
 import { attentionPipeline, causalAttention, MAX_HEAD_DIM } from './kernels/attention.ts';
 import { PipelineCache } from './kernels/common.ts';
 import { embeddingPipeline, embedTokens } from './kernels/embedding.ts';
-import { matmul, matmulPipeline } from './kernels/matmul.ts';
+import { matmulMatrix, matmulPipeline } from './kernels/matmul.ts';
 import { nllPipeline, tokenNll } from './kernels/nll.ts';
 import { norm, normPipeline } from './kernels/norm.ts';
 import { rope, ropePipeline, ropeTable } from './kernels/rope.ts';
@@ -86,6 +91,12 @@ export interface WebGpuBackendOptions extends DeviceOptions {
   precompile?: boolean;
   /** Run on this device instead of acquiring one; it is shared (not destroyed by dispose) and so is its pipeline cache. */
   context?: GpuContext;
+  /**
+   * Split weights (and group logits rows) as if one storage binding could hold at most this many bytes.
+   * Only lowers the device's own limit (maxStorageBufferBindingSize / maxBufferSize), which is what is
+   * used without it; tests force splits on tiny models with a few KB.
+   */
+  maxBindingBytes?: number;
 }
 
 /** One pipeline cache per device, so backends sharing a device compile each variant once. */
@@ -110,6 +121,8 @@ export class WebGpuBackend implements Backend {
   private readonly blocks: GpuBlock[];
   private readonly finalNorm: GpuNorm;
   private readonly lmHead: GpuMatrix;
+  /** What one split piece (weight chunk, logits row group) may bind. */
+  readonly bindingLimit: BindingLimit;
   private ropeTable: GPUBuffer | null = null;
   private ropePositions = 0;
   /** Forwards run one at a time (they share the workspace and the staging buffer). */
@@ -122,20 +135,21 @@ export class WebGpuBackend implements Backend {
     private readonly spec: ModelSpec,
     weights: ModelWeights,
     private readonly ownsDevice = true,
+    maxBindingBytes?: number,
   ) {
     if (spec.headDim > MAX_HEAD_DIM) throw new PruneLabError(`head_dim ${spec.headDim} exceeds the WebGPU attention kernel's ${MAX_HEAD_DIM}`, { field: 'head_dim' });
     const { device } = ctx;
     this.pipelines = pipelineCacheFor(device);
     this.uniforms = new UniformArena(device);
     this.workspace = new Workspace(device);
+    this.bindingLimit = bindingLimit(ctx, maxBindingBytes);
     const matrices = new Map<HostTensor, GpuMatrix>();
     const vectors = new Map<HostTensor, GPUBuffer>();
     const matrix = (t: HostTensor) => {
       let m = matrices.get(t);
       if (!m) {
-        m = uploadMatrix(ctx, t);
+        m = uploadMatrix(ctx, t, this.bindingLimit, (b) => this.owned.push(b));
         matrices.set(t, m);
-        this.owned.push(m.buffer);
       }
       return m;
     };
@@ -148,29 +162,37 @@ export class WebGpuBackend implements Backend {
       }
       return v;
     };
-    const lin = (l: Linear): GpuLinear => ({ w: matrix(l.weight), b: l.bias ? vector(l.bias) : null, out: l.weight.shape[0], inp: l.weight.shape[1] });
-    const nrm = (n: Norm): GpuNorm => ({ w: vector(n.weight), b: n.bias ? vector(n.bias) : null });
-    this.embed = matrix(weights.embed);
-    this.positions = weights.positions ? vector(weights.positions) : null;
-    this.blocks = weights.blocks.map((b) => ({
-      attnNorm: nrm(b.attnNorm),
-      q: lin(b.q),
-      k: lin(b.k),
-      v: lin(b.v),
-      o: lin(b.o),
-      qNorm: b.qNorm ? vector(b.qNorm) : null,
-      kNorm: b.kNorm ? vector(b.kNorm) : null,
-      mlpNorm: nrm(b.mlpNorm),
-      gate: b.gate ? lin(b.gate) : null,
-      up: lin(b.up),
-      down: lin(b.down),
-    }));
-    this.finalNorm = nrm(weights.finalNorm);
-    this.lmHead = matrix(weights.lmHead);
-    if (spec.ropeInvFreq) this.ensureRopeTable(Math.min(spec.maxPositions, 2048));
+    try {
+      const lin = (l: Linear): GpuLinear => ({ w: matrix(l.weight), b: l.bias ? vector(l.bias) : null, out: l.weight.shape[0], inp: l.weight.shape[1] });
+      const nrm = (n: Norm): GpuNorm => ({ w: vector(n.weight), b: n.bias ? vector(n.bias) : null });
+      this.embed = matrix(weights.embed);
+      this.positions = weights.positions ? vector(weights.positions) : null;
+      this.blocks = weights.blocks.map((b) => ({
+        attnNorm: nrm(b.attnNorm),
+        q: lin(b.q),
+        k: lin(b.k),
+        v: lin(b.v),
+        o: lin(b.o),
+        qNorm: b.qNorm ? vector(b.qNorm) : null,
+        kNorm: b.kNorm ? vector(b.kNorm) : null,
+        mlpNorm: nrm(b.mlpNorm),
+        gate: b.gate ? lin(b.gate) : null,
+        up: lin(b.up),
+        down: lin(b.down),
+      }));
+      this.finalNorm = nrm(weights.finalNorm);
+      this.lmHead = matrix(weights.lmHead);
+      if (spec.ropeInvFreq) this.ensureRopeTable(Math.min(spec.maxPositions, 2048));
+    } catch (e) {
+      // Nothing uploaded so far may outlive a failed creation (the device may be shared).
+      this.releaseBuffers();
+      throw e;
+    }
     const weightBytes = this.owned.reduce((s, b) => s + b.size, 0);
     const formats = [...new Set([...matrices.values()].map((m) => m.format))].join('+');
-    this.info = { kind: 'webgpu', description: `WebGPU: ${ctx.adapterDescription} (${formats} weights)`, weightBytes };
+    const split = [...matrices.values()].filter((m) => m.chunks.length > 1).length;
+    const splitNote = split > 0 ? `, ${split} matrices split across bindings` : '';
+    this.info = { kind: 'webgpu', description: `WebGPU: ${ctx.adapterDescription} (${formats} weights${splitNote})`, weightBytes };
   }
 
   /** Compiles every variant this model can dispatch, so neither a plan nor a capture change compiles. */
@@ -209,12 +231,19 @@ export class WebGpuBackend implements Backend {
     return new WebGpuCache(this.ctx, capacity, planKey(plan), this.spec.kvHeads * this.spec.headDim);
   }
 
-  dispose(): void {
+  /** Frees every buffer this backend made (weights, tables, workspace, uniforms); the device stays. */
+  private releaseBuffers(): void {
     for (const b of this.owned) b.destroy();
     this.owned.length = 0;
     this.ropeTable?.destroy();
+    this.ropeTable = null;
+    this.ropePositions = 0;
     this.workspace.destroy();
     this.uniforms.destroy();
+  }
+
+  dispose(): void {
+    this.releaseBuffers();
     if (this.ownsDevice) this.ctx.device.destroy();
   }
 
@@ -236,7 +265,7 @@ export class WebGpuBackend implements Backend {
   }
 
   private linear(rec: Recorder, x: GPUBuffer, rows: number, l: GpuLinear, y: GPUBuffer, options: { accumulate?: boolean; outRowOffset?: number } = {}): void {
-    matmul(rec, { x, rows, w: l.w.buffer, format: l.w.format, bias: l.b, y, n: l.out, k: l.inp, ...options });
+    matmulMatrix(rec, { x, rows, w: l.w, bias: l.b, y, ...options });
   }
 
   private attention(rec: Recorder, xn: GPUBuffer, x: GPUBuffer, rows: number, block: GpuBlock, index: number, firstPosition: number, cache: WebGpuCache | null): void {
@@ -313,6 +342,12 @@ export class WebGpuBackend implements Backend {
     const logitsOffset = Math.ceil((statsFloats * F32) / 16) * 16;
     const statesOffset = logitsOffset + logitRows * vocabSize * F32;
     const stagingBytes = statesOffset + (wantStates ? (slots + 1) * stateBytes : 0);
+    if (stagingBytes > this.ctx.limits.maxBufferSize) {
+      throw new PruneLabError(
+        `reading back ${logitRows} logits rows${wantStates ? ' and every state' : ''} needs a ${formatBytes(stagingBytes)} buffer but this device's maxBufferSize is ${formatBytes(this.ctx.limits.maxBufferSize)}; ask for fewer rows`,
+        { field: 'logits' },
+      );
+    }
     const staging = this.workspace.get('staging', stagingBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     const results = this.buffer('results', statsFloats * F32);
 
@@ -323,7 +358,7 @@ export class WebGpuBackend implements Backend {
     const xn = this.buffer('xn', stateBytes);
     const perToken = wantStats ? this.buffer('perToken', Math.max(rows * 3, 1) * F32) : null;
 
-    embedTokens(rec, { ids: idsBuffer, rows, embed: this.embed.buffer, format: this.embed.format, positions: this.positions, firstPosition, hidden, x });
+    embedTokens(rec, { ids: idsBuffer, tokenIds: ids, rows, embed: this.embed, positions: this.positions, firstPosition, hidden, x });
     if (wantStates) rec.copy(x, 0, staging, statesOffset, stateBytes);
     plan.blocks.forEach((i, slot) => {
       const block = this.blocks[i];
@@ -341,16 +376,24 @@ export class WebGpuBackend implements Backend {
     });
 
     if (request.logits !== 'none' || request.nll) {
-      const headIn = this.buffer('headIn', headRows * hidden * F32);
-      this.normalize(rec, x, headRows, this.finalNorm, headIn, rows - headRows);
-      const logits = this.buffer('logits', headRows * vocabSize * F32);
-      matmul(rec, { x: headIn, rows: headRows, w: this.lmHead.buffer, format: this.lmHead.format, bias: null, y: logits, n: vocabSize, k: hidden });
-      if (request.nll && rows > 1) {
-        const nllTok = this.buffer('nllPerToken', (rows - 1) * F32);
-        tokenNll(rec, logits, idsBuffer, rows - 1, vocabSize, nllTok);
-        sumRows(rec, nllTok, rows - 1, 1, results, slots * 3);
+      // The last headRows rows, in groups whose logits fit one binding (one group unless rows × vocab is huge).
+      const logitRowBytes = vocabSize * F32;
+      const groupRows = Math.max(1, Math.min(headRows, Math.floor(this.bindingLimit.bytes / logitRowBytes)));
+      const headIn = this.buffer('headIn', groupRows * hidden * F32);
+      const logits = this.buffer('logits', groupRows * logitRowBytes);
+      const nllTok = request.nll && rows > 1 ? this.buffer('nllPerToken', (rows - 1) * F32) : null;
+      const firstLogitRow = headRows - logitRows;
+      for (let g = 0; g < headRows; g += groupRows) {
+        const count = Math.min(groupRows, headRows - g);
+        this.normalize(rec, x, count, this.finalNorm, headIn, rows - headRows + g);
+        matmulMatrix(rec, { x: headIn, rows: count, w: this.lmHead, bias: null, y: logits });
+        // nll implies headRows = rows, so g is the sequence row; the last row predicts nothing.
+        const predicted = Math.min(count, rows - 1 - g);
+        if (nllTok && predicted > 0) tokenNll(rec, logits, idsBuffer, predicted, vocabSize, nllTok, g);
+        const from = Math.max(g, firstLogitRow);
+        if (g + count > from) rec.copy(logits, (from - g) * logitRowBytes, staging, logitsOffset + (from - firstLogitRow) * logitRowBytes, (g + count - from) * logitRowBytes);
       }
-      if (logitRows > 0) rec.copy(logits, (headRows - logitRows) * vocabSize * F32, staging, logitsOffset, logitRows * vocabSize * F32);
+      if (nllTok) sumRows(rec, nllTok, rows - 1, 1, results, slots * 3);
     }
     if (wantStats || request.nll) rec.copy(results, 0, staging, 0, statsFloats * F32);
 
@@ -384,14 +427,16 @@ export async function createWebGpuBackend(spec: ModelSpec, weights: ModelWeights
   checkNotLost(ctx);
   ctx.device.pushErrorScope('validation');
   ctx.device.pushErrorScope('out-of-memory');
-  let backend: WebGpuBackend;
+  let backend: WebGpuBackend | null = null;
   try {
-    backend = new WebGpuBackend(ctx, spec, weights, owns);
+    backend = new WebGpuBackend(ctx, spec, weights, owns, options.maxBindingBytes);
     if (options.precompile ?? true) backend.precompile();
   } catch (e) {
     await ctx.device.popErrorScope();
     await ctx.device.popErrorScope();
-    if (owns) ctx.device.destroy();
+    // A failed constructor has already freed what it uploaded; a failed precompile frees it here.
+    if (backend) backend.dispose();
+    else if (owns) ctx.device.destroy();
     throw e;
   }
   const oom = await ctx.device.popErrorScope();

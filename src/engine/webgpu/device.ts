@@ -61,19 +61,47 @@ export async function acquireGpu(options: DeviceOptions = {}): Promise<GpuContex
   return ctx;
 }
 
+export function formatBytes(n: number): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${n} bytes`;
+}
+
 /** Throws if a buffer of `bytes` cannot be created and bound as one storage binding on this device. */
 export function checkFits(ctx: GpuContext, bytes: number, what: { tensor?: string; field?: string }): void {
   const { maxBufferSize, maxStorageBufferBindingSize } = ctx.limits;
-  const mib = (n: number) => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${n} bytes`);
   if (bytes > maxBufferSize) {
-    throw new PruneLabError(`needs a ${mib(bytes)} buffer but this device's maxBufferSize is ${mib(maxBufferSize)}`, what);
+    throw new PruneLabError(`needs a ${formatBytes(bytes)} buffer but this device's maxBufferSize is ${formatBytes(maxBufferSize)}`, what);
   }
   if (bytes > maxStorageBufferBindingSize) {
     throw new PruneLabError(
-      `needs a ${mib(bytes)} storage binding but this device's maxStorageBufferBindingSize is ${mib(maxStorageBufferBindingSize)}`,
+      `needs a ${formatBytes(bytes)} storage binding but this device's maxStorageBufferBindingSize is ${formatBytes(maxStorageBufferBindingSize)}`,
       what,
     );
   }
+}
+
+/** The most bytes one split piece (a weight chunk, a group of logits rows) may bind, and where that number comes from. */
+export interface BindingLimit {
+  bytes: number;
+  /** For messages: "this device's maxStorageBufferBindingSize", "the maxBindingBytes override", … */
+  source: string;
+}
+
+/**
+ * The per-binding budget that tensors are split against: the smaller of the device's maxBufferSize and
+ * maxStorageBufferBindingSize, lowered further by `override` (tests force splits on tiny models with it;
+ * it never raises the device's limits).
+ */
+export function bindingLimit(ctx: GpuContext, override?: number): BindingLimit {
+  const { maxBufferSize, maxStorageBufferBindingSize } = ctx.limits;
+  let limit: BindingLimit =
+    maxBufferSize < maxStorageBufferBindingSize
+      ? { bytes: maxBufferSize, source: "this device's maxBufferSize" }
+      : { bytes: maxStorageBufferBindingSize, source: "this device's maxStorageBufferBindingSize" };
+  if (override !== undefined) {
+    if (!Number.isFinite(override) || override < 16) throw new PruneLabError(`maxBindingBytes must be at least 16, got ${override}`, { field: 'maxBindingBytes' });
+    if (override < limit.bytes) limit = { bytes: Math.floor(override), source: 'the maxBindingBytes override' };
+  }
+  return limit;
 }
 
 /** Turns a lost device into the error every later call reports. */

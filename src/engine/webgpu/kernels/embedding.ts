@@ -1,12 +1,17 @@
-/** x_0[t] = embed[ids[t]] (+ positions[firstPosition + t] for GPT-2's learned positions). */
+/**
+ * x_0[t] = embed[ids[t]] (+ positions[firstPosition + t] for GPT-2's learned positions). An embedding
+ * split into row chunks (tensors.ts) is gathered with one dispatch per chunk that holds a token of this
+ * forward; each writes only the tokens whose row it holds.
+ */
 import type { Recorder } from '../recorder.ts';
+import type { GpuMatrix } from '../tensors.ts';
 import { type WeightFormat, weightBinding } from './common.ts';
 
 const WG = 64;
 
 function code(format: WeightFormat, positions: boolean): string {
   return `
-struct Params { hidden: u32, firstPosition: u32 }
+struct Params { hidden: u32, firstPosition: u32, firstRow: u32, chunkRows: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 ${weightBinding(2, 'embed', format)}
@@ -16,8 +21,9 @@ ${positions ? '@group(0) @binding(4) var<storage, read> positions: array<f32>;' 
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
   let i = wid.x * ${WG}u + lane;
   let t = wid.y;
-  if (i >= p.hidden) { return; }
-  var v = embedAt(ids[t] * p.hidden + i);
+  let row = ids[t] - p.firstRow;
+  if (i >= p.hidden || row >= p.chunkRows) { return; }
+  var v = embedAt(row * p.hidden + i);
   ${positions ? 'v = v + positions[(p.firstPosition + t) * p.hidden + i];' : ''}
   x[t * p.hidden + i] = v;
 }`;
@@ -30,8 +36,9 @@ export function embeddingPipeline(rec: Pick<Recorder, 'pipelines'>, format: Weig
 export interface EmbeddingArgs {
   ids: GPUBuffer;
   rows: number;
-  embed: GPUBuffer;
-  format: WeightFormat;
+  embed: Pick<GpuMatrix, 'chunks' | 'format'>;
+  /** The token ids on the CPU: chunks holding none of them record no dispatch (default: every chunk). */
+  tokenIds?: ArrayLike<number>;
   positions: GPUBuffer | null;
   firstPosition: number;
   hidden: number;
@@ -39,7 +46,12 @@ export interface EmbeddingArgs {
 }
 
 export function embedTokens(rec: Recorder, a: EmbeddingArgs): void {
-  const buffers = [a.ids, a.embed, a.x];
-  if (a.positions) buffers.push(a.positions);
-  rec.dispatch(embeddingPipeline(rec, a.format, a.positions !== null), { u32: [a.hidden, a.firstPosition] }, buffers, [Math.ceil(a.hidden / WG), a.rows]);
+  const pipeline = embeddingPipeline(rec, a.embed.format, a.positions !== null);
+  const { chunks } = a.embed;
+  for (const chunk of chunks) {
+    if (chunks.length > 1 && a.tokenIds && !Array.prototype.some.call(a.tokenIds, (id: number) => id >= chunk.firstRow && id < chunk.firstRow + chunk.rows)) continue;
+    const buffers = [a.ids, chunk.buffer, a.x];
+    if (a.positions) buffers.push(a.positions);
+    rec.dispatch(pipeline, { u32: [a.hidden, a.firstPosition, chunk.firstRow, chunk.rows] }, buffers, [Math.ceil(a.hidden / WG), a.rows]);
+  }
 }

@@ -3,8 +3,11 @@
  * Fused: the bias, the residual add (`accumulate`: y += …, used by o_proj and down_proj) and the
  * destination row offset (`outRowOffset`: k/v projections write straight into the KV cache).
  * Two shapes: a tiled, register-blocked GEMM for prefill (rows > 1) and a GEMV for decode (rows = 1).
+ * A matrix split into row chunks (tensors.ts) is several matmuls, one per chunk, each writing its own
+ * column range [colOffset, colOffset + n) of y's rows (row stride `ldy`, the whole matrix's out).
  */
 import type { Binding, Recorder } from '../recorder.ts';
+import type { GpuMatrix } from '../tensors.ts';
 import { grid, LINEAR_ID, type WeightFormat, weightBinding } from './common.ts';
 
 /** GEMM tile: BM rows × BN outputs per workgroup, each of the 8×16 threads holding a 4×4 block. */
@@ -23,15 +26,15 @@ export interface MatmulVariant {
 
 function header(v: MatmulVariant): string {
   return `
-struct Params { rows: u32, n: u32, k: u32, outRowOffset: u32 }
+struct Params { rows: u32, n: u32, k: u32, outRowOffset: u32, ldy: u32, colOffset: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 ${weightBinding(2, 'w', v.format)}
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 ${v.bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
 fn storeOut(r: u32, c: u32, acc: f32) {
-  let v = acc${v.bias ? ' + bias[c]' : ''};
-  let at = (p.outRowOffset + r) * p.n + c;
+  let v = acc${v.bias ? ' + bias[p.colOffset + c]' : ''};
+  let at = (p.outRowOffset + r) * p.ldy + p.colOffset + c;
   y[at] = ${v.accumulate ? 'y[at] + v' : 'v'};
 }`;
 }
@@ -128,17 +131,39 @@ export interface MatmulArgs {
   k: number;
   accumulate?: boolean;
   outRowOffset?: number;
+  /** Row stride of y (default n): the full output width when W is one row chunk of a larger matrix. */
+  ldy?: number;
+  /** First column of y (and element of the bias) this W's rows produce (default 0). */
+  colOffset?: number;
 }
 
-/** Records y (+)= x · Wᵀ + b; GEMV when there is one row. */
+/** Records y (+)= x · Wᵀ + b for one weight buffer; GEMV when there is one row. */
 export function matmul(rec: Recorder, a: MatmulArgs): void {
   const variant: MatmulVariant = { format: a.format, bias: a.bias !== null, accumulate: a.accumulate ?? false };
   const buffers: Binding[] = [a.x, a.w, a.y];
   if (a.bias) buffers.push(a.bias);
-  const params = { u32: [a.rows, a.n, a.k, a.outRowOffset ?? 0] };
+  const params = { u32: [a.rows, a.n, a.k, a.outRowOffset ?? 0, a.ldy ?? a.n, a.colOffset ?? 0] };
   if (a.rows === 1) {
     rec.dispatch(matmulPipeline(rec, 'gemv', variant), params, buffers, grid(Math.ceil(a.n / GEMV_OUTS)));
   } else {
     rec.dispatch(matmulPipeline(rec, 'gemm', variant), params, buffers, [Math.ceil(a.n / BN), Math.ceil(a.rows / BM)]);
+  }
+}
+
+export interface MatrixMatmulArgs {
+  x: Binding;
+  rows: number;
+  w: GpuMatrix;
+  bias: GPUBuffer | null;
+  y: GPUBuffer;
+  accumulate?: boolean;
+  outRowOffset?: number;
+}
+
+/** y (+)= x · Wᵀ + b for an uploaded matrix: one matmul per row chunk, each into its columns of y. */
+export function matmulMatrix(rec: Recorder, a: MatrixMatmulArgs): void {
+  const { w, ...rest } = a;
+  for (const chunk of w.chunks) {
+    matmul(rec, { ...rest, w: chunk.buffer, format: w.format, n: chunk.rows, k: w.cols, ldy: w.rows, colOffset: chunk.firstRow });
   }
 }

@@ -1,6 +1,8 @@
 /**
  * Per-token negative log-likelihood: nll[t] = log Σ_v exp(logits[t, v] − max_t) + max_t − logits[t, ids[t + 1]]
- * for t < rows − 1 (one workgroup per row); stats.ts's sumRows reduces them to one float.
+ * for t < rows − 1 (one workgroup per row); stats.ts's sumRows reduces them to one float. The logits may
+ * be a group of rows starting at sequence row `rowOffset` (the head runs in row groups when all rows'
+ * logits would not fit one binding); each row's whole vocabulary is in the buffer.
  */
 import type { Recorder } from '../recorder.ts';
 import { grid, LINEAR_ID, reductions } from './common.ts';
@@ -9,7 +11,7 @@ const WG = 64;
 
 function code(): string {
   return `
-struct Params { predicted: u32, vocab: u32 }
+struct Params { predicted: u32, vocab: u32, rowOffset: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
@@ -26,7 +28,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var s = 0.0;
   for (var i = lane; i < p.vocab; i = i + WG) { s = s + exp(logits[o + i] - mx); }
   let total = reduceSum(s, lane);
-  if (lane == 0u) { nll[t] = log(total) + mx - logits[o + ids[t + 1u]]; }
+  let at = p.rowOffset + t;
+  if (lane == 0u) { nll[at] = log(total) + mx - logits[o + ids[at + 1u]]; }
 }`;
 }
 
@@ -34,7 +37,10 @@ export function nllPipeline(rec: Pick<Recorder, 'pipelines'>): GPUComputePipelin
   return rec.pipelines.get('nll', code);
 }
 
-/** nll[t] for t < predicted, from logits [≥ predicted, vocab] and the sequence's ids. */
-export function tokenNll(rec: Recorder, logits: GPUBuffer, ids: GPUBuffer, predicted: number, vocab: number, nll: GPUBuffer): void {
-  rec.dispatch(nllPipeline(rec), { u32: [predicted, vocab] }, [logits, ids, nll], grid(predicted));
+/**
+ * nll[rowOffset + t] for t < predicted, from logits [≥ predicted, vocab] holding sequence rows
+ * rowOffset.. and the sequence's ids.
+ */
+export function tokenNll(rec: Recorder, logits: GPUBuffer, ids: GPUBuffer, predicted: number, vocab: number, nll: GPUBuffer, rowOffset = 0): void {
+  rec.dispatch(nllPipeline(rec), { u32: [predicted, vocab, rowOffset] }, [logits, ids, nll], grid(predicted));
 }
