@@ -5,8 +5,9 @@
  * Every call resolves to an Outcome (errors as values): `{ ok: false, message }` carries the engine's
  * describeError text, `cancelled: true` when the job was cancelled through `cancel(jobId)`.
  */
-import type { BlockScore } from './analysis/influence.ts';
+import type { BlockScore, Metric } from './analysis/influence.ts';
 import type { BlockParameters } from './analysis/parameters.ts';
+import type { StrategiesApi } from './worker-api-strategies.ts';
 
 export type { BlockScore, Metric } from './analysis/influence.ts';
 export type { BlockParameters } from './analysis/parameters.ts';
@@ -15,7 +16,8 @@ export type { BlockParameters } from './analysis/parameters.ts';
 export type ModelSourceSpec =
   | { kind: 'builtin'; name: string }
   | { kind: 'url'; url: string }
-  | { kind: 'hub'; id: string }
+  /** `expectedBytes`: the weight files' total from a hub listing (src/engine/hub.ts), for the progress bar. */
+  | { kind: 'hub'; id: string; expectedBytes?: number }
   | { kind: 'files'; files: File[]; label?: string };
 
 /** `auto`: WebGPU when the browser and the engine can, else the CPU backend with the reason shown. */
@@ -127,7 +129,8 @@ export interface NextToken {
 }
 
 /** The worker's API (what Comlink.wrap gives the page, minus the Remote<> promise wrapping). */
-export interface EngineApi {
+/** The strategies calls (sweep, similarity, logit lens, MC, speed) are declared in worker-api-strategies.ts. */
+export interface EngineApi extends StrategiesApi {
   /** Loads a model; the current one stays until the new one has loaded. Cancel with cancel(jobId). */
   loadModel(jobId: string, source: ModelSourceSpec, backend: BackendChoice, onProgress?: (p: LoadProgress) => void): Promise<Outcome<ModelInfo>>;
   /** Token count of a text with the current model's tokenizer (as a document: special tokens included). */
@@ -139,4 +142,18 @@ export interface EngineApi {
   nextTokenTop(jobId: string, prompt: string, removal: RemovalSpec, k: number): Promise<Outcome<NextToken[]>>;
   /** Aborts a running job (no-op when it already ended). */
   cancel(jobId: string): void;
+
+  // ---- export (src/ui/share/) ----
+  /** The loaded model with `removed` blocks cut, as a zip of an HF checkpoint (bytes transferred). */
+  prunedZip(request: PrunedZipRequest): Promise<Outcome<{ bytes: Uint8Array; fileName: string }>>;
+}
+
+export interface PrunedZipRequest {
+  /** Original block indices to drop. */
+  removed: number[];
+  /** The metric that chose them (null: by hand). */
+  metric: Metric | null;
+  scores: BlockScore[];
+  calibration?: string;
+  link?: string;
 }

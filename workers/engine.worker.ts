@@ -14,8 +14,12 @@ import { describeError, PruneLabError } from '../src/engine/errors.ts';
 import { accumulateStats, createBackend, Model } from '../src/engine/model.ts';
 import { makePlan } from '../src/engine/plan.ts';
 import { topTokens } from '../src/engine/sampling.ts';
-import { fileListSource, hubSource, type ModelSource, urlSource } from '../src/engine/sources.ts';
+import { hubModelSource } from '../src/engine/hub.ts';
+import { fileListSource, type ModelSource, urlSource } from '../src/engine/sources.ts';
+import { prunedCheckpointZip, prunedFolderName } from '../src/export/zip.ts';
 import { windows } from '../src/engine/tokenizer.ts';
+import type { StrategiesApi } from '../src/worker-api-strategies.ts';
+import { strategiesApi } from './strategies.ts';
 import type {
   BackendChoice,
   EngineApi,
@@ -128,7 +132,8 @@ function resolveSource(spec: ModelSourceSpec): { source: ModelSource; name: stri
     case 'url':
       return { source: urlSource(new URL(spec.url, appBase).href, spec.url), name: spec.url };
     case 'hub': {
-      const source = hubSource(spec.id);
+      // Origin-checked, and cached per owner/name@revision in the Cache API so a reload downloads nothing.
+      const source = hubModelSource(spec.id, { onCacheError: (e, file) => console.warn(`PruneLab: could not cache ${file}:`, e) });
       return { source, name: source.label };
     }
     case 'files': {
@@ -199,7 +204,7 @@ function describeModel(model: Model, name: string, fallbackReason: string | null
   };
 }
 
-const api: EngineApi = {
+const api: Omit<EngineApi, keyof StrategiesApi> = {
   loadModel(jobId, spec, backendChoice, onProgress) {
     return job(jobId, onProgress, async (signal) => {
       const start = performance.now();
@@ -209,7 +214,9 @@ const api: EngineApi = {
         const now = performance.now();
         if (now - lastReport < 100 && p.loadedBytes !== p.totalBytes) return;
         lastReport = now;
-        notify(onProgress, p);
+        // A hub listing told the page the weights' total: report against it rather than per file.
+        const expected = spec.kind === 'hub' && spec.expectedBytes ? spec.expectedBytes : null;
+        notify(onProgress, expected && p.phase === 'download' ? { ...p, totalBytes: Math.max(expected, p.loadedBytes) } : p);
       };
       const checkpoint = await loadCheckpoint(source, { signal, progress: (loadedBytes, totalBytes, file) => report({ phase: 'download', loadedBytes, totalBytes, file }) });
       const weightBytes = checkpoint.files.reduce((a, f) => a + [...f.tensors.values()].reduce((b, t) => b + t.bytes.byteLength, 0), 0);
@@ -321,6 +328,25 @@ const api: EngineApi = {
   cancel(jobId) {
     jobs.get(jobId)?.abort();
   },
+
+  // ---- export ----
+
+  async prunedZip(request) {
+    const outcome = await job('pruned-zip', undefined, async () => {
+      const model = requireModel();
+      const bytes = prunedCheckpointZip(model.checkpoint, request.removed, {
+        metric: request.metric,
+        scores: request.scores,
+        calibration: request.calibration,
+        link: request.link,
+      });
+      return { bytes, fileName: `${prunedFolderName(current?.info.name ?? model.checkpoint.label)}.zip` };
+    });
+    return outcome.ok ? Comlink.transfer(outcome, [outcome.value.bytes.buffer]) : outcome;
+  },
 };
 
-Comlink.expose(api);
+// Sweep, similarity, logit lens, MC and speed (workers/strategies.ts), on this file's job runner.
+const engineApi: EngineApi = { ...api, ...strategiesApi({ job, requireModel, jobView, textOf, idsOf, notify }) };
+
+Comlink.expose(engineApi);

@@ -4,7 +4,7 @@
  * late answer from a superseded call is dropped here).
  */
 import { lowestBlocks, type Metric } from '../analysis/influence.ts';
-import type { LoadProgress, ModelSourceSpec, RemovalSpec, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
+import type { LoadProgress, ModelInfo, ModelSourceSpec, RemovalSpec, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
 import { engine, proxy } from './engine-client.ts';
 import { BUILTIN_CALIBRATION, BUILTIN_MODEL, type Cut, emptyOutput, emptyPerplexity, lab, notify, type OutputState, type PerplexityState } from './state.svelte.ts';
 
@@ -50,7 +50,11 @@ function sourceLabel(source: ModelSourceSpec): string {
   }
 }
 
-export async function loadModel(source: ModelSourceSpec): Promise<void> {
+/**
+ * Loads a model. `keepExperiment`, when given, keeps the scores and cuts (e.g. a share link's, shown
+ * while the model downloads) instead of clearing them, and is called to check them against the model.
+ */
+export async function loadModel(source: ModelSourceSpec, keepExperiment?: (info: ModelInfo) => void): Promise<void> {
   const isCurrent = ticket('load');
   const label = sourceLabel(source);
   lab.loading = { label, progress: null };
@@ -71,15 +75,19 @@ export async function loadModel(source: ModelSourceSpec): Promise<void> {
   }
   const info = outcome.value;
   lab.model = info;
+  lab.modelSource = source;
   if (info.backend.fallbackReason && lab.backendChoice === 'auto') {
     notify('info', 'Running on the CPU backend', `WebGPU is not available: ${info.backend.fallbackReason}`, 'Everything works on the CPU, only slower.');
   }
   for (const id of ['score', 'gen-original', 'gen-pruned', 'next-original', 'next-pruned', 'ppl-original', 'ppl-pruned']) ticket(id);
-  lab.scores = [];
   lab.scoring = null;
-  lab.scoreSummary = null;
-  lab.cuts = {};
-  lab.lowestCount = 0;
+  if (keepExperiment) keepExperiment(info);
+  else {
+    lab.scores = [];
+    lab.scoreSummary = null;
+    lab.cuts = {};
+    lab.lowestCount = 0;
+  }
   lab.original = emptyOutput();
   lab.pruned = emptyOutput();
   lab.pplOriginal = emptyPerplexity();

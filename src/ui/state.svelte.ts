@@ -9,6 +9,7 @@ import type {
   GenerateSettings,
   LoadProgress,
   ModelInfo,
+  ModelSourceSpec,
   NextToken,
   PerplexityResult,
   RemovalSpec,
@@ -62,6 +63,8 @@ function backendFromUrl(): BackendChoice {
 
 class LabState {
   model = $state.raw<ModelInfo | null>(null);
+  /** Where the loaded model came from (the share link names built-in and hub models). */
+  modelSource = $state.raw<ModelSourceSpec | null>(null);
   backendChoice = $state<BackendChoice>(backendFromUrl());
   loading = $state.raw<{ label: string; progress: LoadProgress | null } | null>(null);
 

@@ -1,0 +1,201 @@
+/**
+ * What leaves the browser: the pruned checkpoint (built in the worker), the chart's numbers as JSON / CSV,
+ * and the influence chart as SVG (computed styles inlined, so it looks the same outside the page) and PNG.
+ */
+import { lowestBlocks } from '../../analysis/influence.ts';
+import { prunedFolderName } from '../../export/zip.ts';
+import { resultsCsv, resultsJson } from '../../export/results.ts';
+import { engine } from '../engine-client.ts';
+import { lab, notify } from '../state.svelte.ts';
+import { currentExperiment, currentShareUrl, share } from './url-sync.svelte.ts';
+
+/** Saves bytes as a file through a temporary <a download>. */
+export function saveFile(data: BlobPart, fileName: string, type: string): void {
+  const url = URL.createObjectURL(new Blob([data], { type }));
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = fileName;
+  link.style.display = 'none';
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+function baseName(): string {
+  return prunedFolderName(lab.model?.name ?? 'model').replace(/-pruned$/, '');
+}
+
+function calibrationLabel(): string {
+  const source = lab.calibration;
+  const name = source.kind === 'builtin' ? source.name : source.label;
+  return `${name}, up to ${lab.windows.maxSequences} × ${lab.windows.seqLen} tokens`;
+}
+
+/** The metric that chose the cut, when the cut is exactly the n lowest by the metric shown. */
+function chosenBy() {
+  const removed = lab.removal.blocks;
+  if (removed.length === 0 || lab.scores.length === 0) return null;
+  const lowest = lowestBlocks(lab.scores, lab.metric, removed.length);
+  return lowest.join(',') === removed.join(',') ? lab.metric : null;
+}
+
+export async function exportPrunedModel(): Promise<void> {
+  if (!lab.model) return;
+  const removal = lab.removal;
+  const outcome = await engine.prunedZip({
+    removed: [...removal.blocks],
+    metric: chosenBy(),
+    scores: lab.scores,
+    calibration: lab.scores.length ? calibrationLabel() : undefined,
+    link: currentShareUrl(),
+  });
+  if (!outcome.ok) {
+    notify('error', 'Could not export the pruned model', outcome.message, 'The lab is unchanged; try again with fewer blocks cut.');
+    return;
+  }
+  saveFile(outcome.value.bytes as Uint8Array<ArrayBuffer>, outcome.value.fileName, 'application/zip');
+  if (removal.attention.length + removal.mlp.length > 0) {
+    notify(
+      'info',
+      'Half-block cuts are not in the zip',
+      `An HF checkpoint can only drop whole blocks: the attention / MLP cuts (${[...removal.attention, ...removal.mlp].join(', ')}) are kept in the exported model.`,
+    );
+  }
+}
+
+function resultExtras(): Record<string, unknown> {
+  const model = lab.model;
+  const ppl = (side: typeof lab.pplOriginal) => (side.result ? { ...side.result, removal: JSON.parse(side.removalKey || 'null') } : null);
+  return {
+    model: model ? { name: model.name, source: model.source, modelType: model.modelType, blocks: model.blocks, parameters: model.parameters, dtypes: model.dtypes } : null,
+    scoresFrom: share.fromLink ? 'link' : 'measured',
+    calibration: calibrationLabel(),
+    scoredTokens: lab.scoreSummary?.tokens ?? lab.scores[0]?.tokens ?? null,
+    perplexity: {
+      evaluation: lab.evaluation.kind === 'builtin' ? lab.evaluation.name : lab.evaluation.label,
+      windows: { ...lab.evalWindows },
+      original: ppl(lab.pplOriginal),
+      pruned: ppl(lab.pplPruned),
+    },
+    removedAttention: [...lab.removal.attention],
+    removedMlp: [...lab.removal.mlp],
+    link: currentShareUrl(),
+  };
+}
+
+export function exportResultsJson(): void {
+  const state = currentExperiment();
+  saveFile(resultsJson(state, lab.scores, lab.removal.blocks, resultExtras()), `${baseName()}-prunelab-results.json`, 'application/json');
+}
+
+export function exportResultsCsv(): void {
+  saveFile(resultsCsv(lab.scores, lab.removal.blocks, lab.metric), `${baseName()}-prunelab-results.csv`, 'text/csv');
+}
+
+// ---------------------------------------------------------------- chart images
+
+/** Presentation properties copied from the page's computed styles onto each element of the copy. */
+const SVG_STYLE = [
+  'fill',
+  'fill-opacity',
+  'stroke',
+  'stroke-width',
+  'stroke-dasharray',
+  'stroke-opacity',
+  'opacity',
+  'font-family',
+  'font-size',
+  'font-weight',
+  'font-variant-numeric',
+  'text-anchor',
+  'dominant-baseline',
+  'visibility',
+  'display',
+] as const;
+
+function influenceSvg(): SVGSVGElement | null {
+  return document.querySelector<SVGSVGElement>('[data-testid=influence-chart] svg');
+}
+
+/** The chart as a standalone SVG document: styles inlined, interaction layers dropped, a background added. */
+export function chartSvgText(svg: SVGSVGElement): { text: string; width: number; height: number } {
+  // The chart lets long axis labels overflow its box on the page; the file's box takes them in.
+  const box = { x: 0, y: 0, width: Number(svg.getAttribute('width')) || svg.clientWidth, height: Number(svg.getAttribute('height')) || svg.clientHeight };
+  try {
+    const content = svg.getBBox();
+    const left = Math.floor(Math.min(0, content.x)) - (content.x < 0 ? 4 : 0);
+    const top = Math.floor(Math.min(0, content.y)) - (content.y < 0 ? 4 : 0);
+    const right = Math.max(box.width, Math.ceil(content.x + content.width));
+    const bottom = Math.max(box.height, Math.ceil(content.y + content.height));
+    Object.assign(box, { x: left, y: top, width: right - left, height: bottom - top });
+  } catch {
+    // not rendered (no layout): keep the chart's own box
+  }
+  const { width, height } = box;
+  const copy = svg.cloneNode(true) as SVGSVGElement;
+  const originals = [svg, ...svg.querySelectorAll('*')];
+  const copies = [copy, ...copy.querySelectorAll('*')];
+  originals.forEach((element, i) => {
+    const target = copies[i] as SVGElement;
+    const computed = getComputedStyle(element);
+    const style = SVG_STYLE.map((p) => `${p}:${computed.getPropertyValue(p)}`).join(';');
+    target.setAttribute('style', style);
+    target.removeAttribute('class');
+    for (const attribute of ['role', 'tabindex', 'aria-pressed', 'data-testid']) target.removeAttribute(attribute);
+  });
+  for (const hit of copy.querySelectorAll('rect[aria-label]')) hit.remove();
+  copy.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
+  copy.setAttribute('viewBox', `${box.x} ${box.y} ${width} ${height}`);
+  copy.setAttribute('width', String(width));
+  copy.setAttribute('height', String(height));
+  copy.style.setProperty('overflow', 'visible');
+  const ns = 'http://www.w3.org/2000/svg';
+  const background = document.createElementNS(ns, 'rect');
+  background.setAttribute('x', String(box.x));
+  background.setAttribute('y', String(box.y));
+  background.setAttribute('width', String(width));
+  background.setAttribute('height', String(height));
+  background.setAttribute('style', `fill:${getComputedStyle(svg.closest('.panel') ?? document.body).backgroundColor}`);
+  const title = document.createElementNS(ns, 'title');
+  title.textContent = `PruneLab · ${lab.model?.name ?? 'model'} · ${svg.getAttribute('aria-label') ?? 'block influence'}`;
+  copy.prepend(title, background);
+  return { text: `<?xml version="1.0" encoding="UTF-8"?>\n${new XMLSerializer().serializeToString(copy)}\n`, width, height };
+}
+
+export function exportChartSvg(): void {
+  const svg = influenceSvg();
+  if (!svg) return;
+  saveFile(chartSvgText(svg).text, `${baseName()}-influence-${lab.metric}.svg`, 'image/svg+xml');
+}
+
+/** Draws the SVG onto a canvas at `scale`× and encodes it as PNG. */
+export async function svgToPng(text: string, width: number, height: number, scale = 2): Promise<Blob> {
+  const url = URL.createObjectURL(new Blob([text], { type: 'image/svg+xml' }));
+  try {
+    const image = new Image();
+    image.src = url;
+    await image.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = Math.round(width * scale);
+    canvas.height = Math.round(height * scale);
+    const context = canvas.getContext('2d');
+    if (!context) throw new Error('this browser gives no 2D canvas');
+    context.scale(scale, scale);
+    context.drawImage(image, 0, 0, width, height);
+    return await new Promise<Blob>((resolve, reject) => canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error('the canvas could not be encoded as PNG'))), 'image/png'));
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+export async function exportChartPng(): Promise<void> {
+  const svg = influenceSvg();
+  if (!svg) return;
+  const { text, width, height } = chartSvgText(svg);
+  try {
+    saveFile(await svgToPng(text, width, height), `${baseName()}-influence-${lab.metric}.png`, 'image/png');
+  } catch (e) {
+    notify('error', 'Could not draw the chart as PNG', (e as Error)?.message ?? String(e), 'The SVG export holds the same picture.');
+  }
+}
