@@ -99,7 +99,9 @@ async function openModel(flags: Flags): Promise<Model> {
   const backend = (str(flags, 'backend') ?? 'cpu') as BackendKind;
   if (backend !== 'cpu' && backend !== 'webgpu') throw new PruneLabError(`--backend must be cpu or webgpu, got "${backend}"`);
   if (backend === 'webgpu' && !(await installNodeWebGpu())) {
-    throw new PruneLabError('no WebGPU adapter in Node (the webgpu package needs a Vulkan driver: set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json and LD_LIBRARY_PATH=/usr/lib/chromium, or use --backend cpu)');
+    throw new PruneLabError(
+      'no WebGPU adapter in Node (the webgpu package needs a Vulkan driver: set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json and LD_LIBRARY_PATH=/usr/lib/chromium, or use --backend cpu)',
+    );
   }
   const model = str(flags, 'model') ?? DEFAULT_MODEL;
   return Model.load(sourceFor(model), backend);
@@ -137,7 +139,15 @@ async function readSequences(flags: Flags, model: Model, idsFlag = 'ids', textFl
 
 function modelSummary(model: Model) {
   const s = model.spec;
-  return { source: model.checkpoint.label, modelType: s.modelType, layers: s.layers, hidden: s.hidden, parameters: model.checkpoint.parameters, dtypes: model.checkpoint.dtypes, backend: model.backend.info.description };
+  return {
+    source: model.checkpoint.label,
+    modelType: s.modelType,
+    layers: s.layers,
+    hidden: s.hidden,
+    parameters: model.checkpoint.parameters,
+    dtypes: model.checkpoint.dtypes,
+    backend: model.backend.info.description,
+  };
 }
 
 type Out = { json: boolean; print: (text: string) => void };
@@ -210,7 +220,10 @@ async function generate(flags: Flags, out: Out): Promise<void> {
 function parseStrategies(value: string | undefined): Strategy[] {
   if (value === undefined) return [...BLOCK_STRATEGIES];
   if (value.trim() === 'all') return [...STRATEGIES];
-  const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const names = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (names.length === 0) throw new PruneLabError('--strategies names no strategy');
   for (const name of names) if (!isStrategy(name)) throw new PruneLabError(`unknown strategy "${name}" in --strategies (known: ${STRATEGIES.join(', ')}, or all)`);
   return names as Strategy[];
@@ -241,7 +254,18 @@ async function sweep(flags: Flags, out: Out): Promise<void> {
     onStep: out.json ? undefined : ({ strategy, k, step, seed }) => out.print(`${strategy}${seed === undefined ? '' : ` seed ${seed}`} k=${k} ${describeStep(step)}`),
   });
   if (out.json) {
-    out.print(JSON.stringify({ model: modelSummary(model), layers, maxRemoved, calibrationTokens: result.calibrationTokens, evalTokens: result.evaluationTokens, strategies: result.strategies, orders: result.orders, randomSeeds: result.randomSeeds }));
+    out.print(
+      JSON.stringify({
+        model: modelSummary(model),
+        layers,
+        maxRemoved,
+        calibrationTokens: result.calibrationTokens,
+        evalTokens: result.evaluationTokens,
+        strategies: result.strategies,
+        orders: result.orders,
+        randomSeeds: result.randomSeeds,
+      }),
+    );
   } else {
     out.print(`\nperplexity on ${hasEval ? 'the evaluation set' : 'the calibration set'} (${result.evaluationTokens} predicted tokens) by blocks removed`);
     out.print(['k'.padStart(3), ...strategies.map((s) => s.padStart(11))].join(' '));
@@ -275,7 +299,9 @@ async function mc(flags: Flags, out: Out): Promise<void> {
     const extra: Record<string, number[]> = {};
     if (removal.attention?.length) extra.removedAttention = [...removal.attention].sort((a, b) => a - b);
     if (removal.mlp?.length) extra.removedMlp = [...removal.mlp].sort((a, b) => a - b);
-    out.print(JSON.stringify({ accuracy: pruned.accuracy, accNorm: pruned.accNorm, n: pruned.n, removed, ...extra, original: { accuracy: original.accuracy, accNorm: original.accNorm } }));
+    out.print(
+      JSON.stringify({ accuracy: pruned.accuracy, accNorm: pruned.accNorm, n: pruned.n, removed, ...extra, original: { accuracy: original.accuracy, accNorm: original.accNorm } }),
+    );
   } else {
     out.print(`accuracy ${pruned.accuracy.toFixed(4)} (acc_norm ${pruned.accNorm.toFixed(4)}) on ${pruned.n} questions with removed [${removed.join(', ')}]`);
     out.print(`original ${original.accuracy.toFixed(4)} (acc_norm ${original.accNorm.toFixed(4)})`);
@@ -285,7 +311,11 @@ async function mc(flags: Flags, out: Out): Promise<void> {
 
 const COMMANDS: Record<string, (flags: Flags, out: Out) => Promise<void>> = { score, ppl, prune, generate, sweep, mc };
 
-export async function main(argv: string[], print: (text: string) => void = (t) => process.stdout.write(`${t}\n`), printError: (text: string) => void = (t) => process.stderr.write(`${t}\n`)): Promise<number> {
+export async function main(
+  argv: string[],
+  print: (text: string) => void = (t) => process.stdout.write(`${t}\n`),
+  printError: (text: string) => void = (t) => process.stderr.write(`${t}\n`),
+): Promise<number> {
   try {
     const { command, flags } = parseArgs(argv);
     if (command === 'help' || command === '--help' || flags.has('help')) {

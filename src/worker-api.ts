@@ -138,7 +138,13 @@ export interface EngineApi extends StrategiesApi {
   /** Block statistics over consecutive windows of the text; onBatch after every sequence with running scores. */
   score(jobId: string, text: TextSourceSpec, windows: WindowSettings, removal: RemovalSpec, onBatch?: (p: ScoreProgress) => void): Promise<Outcome<ScoreResult>>;
   generate(jobId: string, prompt: string, removal: RemovalSpec, settings: GenerateSettings, onToken?: (t: TokenEvent) => void): Promise<Outcome<GenerateResult>>;
-  perplexity(jobId: string, text: TextSourceSpec, windows: WindowSettings, removal: RemovalSpec, onProgress?: (done: number, total: number) => void): Promise<Outcome<PerplexityResult>>;
+  perplexity(
+    jobId: string,
+    text: TextSourceSpec,
+    windows: WindowSettings,
+    removal: RemovalSpec,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<Outcome<PerplexityResult>>;
   nextTokenTop(jobId: string, prompt: string, removal: RemovalSpec, k: number): Promise<Outcome<NextToken[]>>;
   /** Aborts a running job (no-op when it already ended). */
   cancel(jobId: string): void;

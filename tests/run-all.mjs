@@ -20,12 +20,12 @@ function ensureChromium() {
   const path = process.env.CHROME_PATH || '/usr/bin/chromium';
   if (existsSync(path)) return path;
   if (process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
-    console.log('chromium not found: installing Debian\'s chromium (apt-get)…');
+    console.log("chromium not found: installing Debian's chromium (apt-get)…");
     spawnSync('apt-get', ['update'], { stdio: 'inherit' });
     const r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
     if (r.status === 0 && existsSync('/usr/bin/chromium')) return '/usr/bin/chromium';
   }
-  console.error('No Chromium found. Install Debian\'s chromium (apt-get install chromium) or set CHROME_PATH to a Chromium binary.');
+  console.error("No Chromium found. Install Debian's chromium (apt-get install chromium) or set CHROME_PATH to a Chromium binary.");
   process.exit(2);
 }
 
@@ -48,7 +48,13 @@ if (existsSync(report)) {
 if (existsSync(join(root, 'tests', 'browser', 'run.mjs'))) {
   // The browser runner prints its own closing "N passed, N failed" line; read it from its output.
   console.log('\n== browser (playwright-core + chromium): node tests/browser/run.mjs');
-  const r = spawnSync('node', ['tests/browser/run.mjs'], { cwd: root, env: { ...process.env, CHROME_PATH: chrome }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  const r = spawnSync('node', ['tests/browser/run.mjs'], {
+    cwd: root,
+    env: { ...process.env, CHROME_PATH: chrome },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 64 << 20,
+  });
   process.stdout.write(r.stdout ?? '');
   process.stderr.write(r.stderr ?? '');
   const counts = [...(r.stdout ?? '').matchAll(/^(\d+) passed, (\d+) failed/gm)].at(-1);

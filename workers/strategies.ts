@@ -147,8 +147,11 @@ export function strategiesApi(ctx: WorkerContext): StrategiesApi {
         const both = NOTHING(removal) ? 1 : 2;
         const total = encoded.length * both;
         const original = await fullModelMc(model, key, encoded, signal, (done) => ctx.notify(onProgress, done, total));
-        const pruned = both === 1 ? original : await evaluateMc(ctx.jobView(model), encoded, plan, { signal, onProgress: (done) => ctx.notify(onProgress, encoded.length + done, total) });
-        const examples = items.slice(0, 4).map((item, i) => ({ question: item.question, choices: item.choices, answer: item.answer, original: original.items[i].predicted, pruned: pruned.items[i].predicted }));
+        const pruned =
+          both === 1 ? original : await evaluateMc(ctx.jobView(model), encoded, plan, { signal, onProgress: (done) => ctx.notify(onProgress, encoded.length + done, total) });
+        const examples = items
+          .slice(0, 4)
+          .map((item, i) => ({ question: item.question, choices: item.choices, answer: item.answer, original: original.items[i].predicted, pruned: pruned.items[i].predicted }));
         return { original: summary(original, encoded), pruned: summary(pruned, encoded), removal, examples, ms: performance.now() - start };
       });
     },

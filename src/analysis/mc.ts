@@ -119,7 +119,8 @@ export async function choiceLogLikelihoods(model: Model, item: EncodedMcItem, pl
   const lls: number[] = [];
   for (const continuation of item.continuations) {
     const whole = [...item.context, ...continuation].slice(-(maxPositions + 1));
-    if (continuation.length >= whole.length) throw new PruneLabError(`a choice of ${continuation.length} tokens does not fit the model's ${maxPositions} positions`, { field: 'choices' });
+    if (continuation.length >= whole.length)
+      throw new PruneLabError(`a choice of ${continuation.length} tokens does not fit the model's ${maxPositions} positions`, { field: 'choices' });
     const input = whole.slice(0, -1);
     const { logits } = await model.backend.forward({ ids: input, plan: { ...plan, capture: 'none' }, logits: 'all' });
     const rows = logits as Float32Array;
@@ -166,9 +167,15 @@ export async function compareMc(model: Model, items: readonly EncodedMcItem[], r
 }
 
 /** Accuracy along a sweep: one result per step's removal set. */
-export async function mcAlongSweep(model: Model, items: readonly EncodedMcItem[], steps: readonly { removed: number[]; removedAttention?: number[]; removedMlp?: number[] }[], options: McOptions = {}): Promise<McResult[]> {
+export async function mcAlongSweep(
+  model: Model,
+  items: readonly EncodedMcItem[],
+  steps: readonly { removed: number[]; removedAttention?: number[]; removedMlp?: number[] }[],
+  options: McOptions = {},
+): Promise<McResult[]> {
   const out: McResult[] = [];
-  for (const step of steps) out.push(await evaluateMc(model, items, makePlan(model.spec.layers, { blocks: step.removed, attention: step.removedAttention, mlp: step.removedMlp }), options));
+  for (const step of steps)
+    out.push(await evaluateMc(model, items, makePlan(model.spec.layers, { blocks: step.removed, attention: step.removedAttention, mlp: step.removedMlp }), options));
   return out;
 }
 
@@ -208,7 +215,8 @@ export function clozeTasks(text: string, options: ClozeOptions = {}): McItem[] {
     eligible.push({ at, question: [...context, words.slice(0, -1).join(' ')].join(' '), answer: last });
   });
   const pool = [...new Map(eligible.map((e) => [e.answer.toLowerCase(), e.answer])).values()];
-  if (pool.length < choiceCount) throw new PruneLabError(`the text has ${pool.length} distinct usable last words; a ${choiceCount}-choice cloze needs at least ${choiceCount}`, { field: 'text' });
+  if (pool.length < choiceCount)
+    throw new PruneLabError(`the text has ${pool.length} distinct usable last words; a ${choiceCount}-choice cloze needs at least ${choiceCount}`, { field: 'text' });
   const picked = eligible.length <= count ? eligible : Array.from({ length: count }, (_, i) => eligible[Math.floor((i * eligible.length) / count)]);
   const random = seededRandom(options.seed ?? 0);
   return picked.map(({ question, answer }) => {

@@ -65,13 +65,17 @@ export function accumulateStatePairs(sums: StatePairSums, states: readonly Float
 
 export function similarityFromSums(sums: StatePairSums, blocks: readonly number[]): SimilarityMatrix {
   const n = sums.states;
-  const grid = (source: Float64Array) =>
-    Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (j > i ? source[i * n + j] / sums.tokens : Number.NaN)));
+  const grid = (source: Float64Array) => Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (j > i ? source[i * n + j] / sums.tokens : Number.NaN)));
   return { blocks: [...blocks], cos: grid(sums.cosSum), angular: grid(sums.angularSum), tokens: sums.tokens };
 }
 
 /** The similarity matrix of a plan's residual states (the full model by default) over a sequence set. */
-export async function layerSimilarity(model: Model, sequences: readonly (readonly number[])[], plan: Plan = makePlan(model.spec.layers), options: RunOptions = {}): Promise<SimilarityMatrix> {
+export async function layerSimilarity(
+  model: Model,
+  sequences: readonly (readonly number[])[],
+  plan: Plan = makePlan(model.spec.layers),
+  options: RunOptions = {},
+): Promise<SimilarityMatrix> {
   const statesPlan = withCapture(plan, 'states');
   const sums = emptyPairSums(plan.blocks.length + 1);
   let tokens = 0;

@@ -166,7 +166,11 @@ export interface SlebChoice {
 }
 
 /** One SLEB step: the remaining block whose removal gives the lowest calibration NLL. */
-export async function slebChoice(calibration: PerplexityMeter, removed: readonly number[], options: { signal?: AbortSignal; onCandidate?: (block: number) => void } = {}): Promise<SlebChoice> {
+export async function slebChoice(
+  calibration: PerplexityMeter,
+  removed: readonly number[],
+  options: { signal?: AbortSignal; onCandidate?: (block: number) => void } = {},
+): Promise<SlebChoice> {
   const gone = new Set(removed);
   const candidates: { block: number; nll: number }[] = [];
   for (let block = 0; block < calibration.model.spec.layers; block++) {
@@ -320,7 +324,10 @@ const RUNNERS: Record<Strategy, Runner> = {
     ctx.emit('bi-iter', 0, steps[0]);
     for (let k = 1; k <= ctx.maxRemoved; k++) {
       ctx.checkAborted();
-      const scores = order.length === 0 ? await ctx.fullScores() : blockScores(await ctx.model.score(ctx.calibration.sequences, makePlan(ctx.layers, { blocks: order }), { signal: ctx.signal }));
+      const scores =
+        order.length === 0
+          ? await ctx.fullScores()
+          : blockScores(await ctx.model.score(ctx.calibration.sequences, makePlan(ctx.layers, { blocks: order }), { signal: ctx.signal }));
       ctx.tick('bi-iter', `bi-iter: re-scoring with ${k - 1} removed`);
       order.push(rankBlocks(scores, 'bi')[0]);
       const step = await ctx.measure('bi-iter', { blocks: order });

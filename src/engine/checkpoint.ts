@@ -73,7 +73,9 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
   for (const name of names) {
     const bytes = await source.read(name, (loaded, total) => options.progress?.(loadedBefore + loaded, total === null ? null : loadedBefore + total, name), signal);
     if (bytes === null) {
-      throw new PruneLabError(names.length > 1 ? 'is listed in the index but missing' : `no model.safetensors in ${source.label} (only safetensors checkpoints are supported)`, { file: name });
+      throw new PruneLabError(names.length > 1 ? 'is listed in the index but missing' : `no model.safetensors in ${source.label} (only safetensors checkpoints are supported)`, {
+        file: name,
+      });
     }
     loadedBefore += bytes.byteLength;
     const fileTensors = parseSafetensors(bytes, name);

@@ -104,10 +104,7 @@ export function parseConfig(cfg: unknown): ModelSpec {
   const c = cfg as Json;
   const modelType = c.model_type;
   if (typeof modelType !== 'string' || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType)) {
-    throw new PruneLabError(
-      `unsupported model_type ${JSON.stringify(modelType)} (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`,
-      { file: 'config.json', field: 'model_type' },
-    );
+    throw new PruneLabError(`unsupported model_type ${JSON.stringify(modelType)} (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`, { file: 'config.json', field: 'model_type' });
   }
   if (modelType === 'gpt2') {
     const hidden = positiveInt(c, 'n_embd');

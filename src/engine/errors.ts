@@ -11,9 +11,7 @@ export interface ErrorWhere {
 export class PruneLabError extends Error {
   readonly where: ErrorWhere;
   constructor(message: string, where: ErrorWhere = {}) {
-    const parts = [where.file && `file ${where.file}`, where.tensor && `tensor ${where.tensor}`, where.field && `field ${where.field}`]
-      .filter(Boolean)
-      .join(', ');
+    const parts = [where.file && `file ${where.file}`, where.tensor && `tensor ${where.tensor}`, where.field && `field ${where.field}`].filter(Boolean).join(', ');
     super(parts ? `${parts}: ${message}` : message);
     this.name = 'PruneLabError';
     this.where = where;

@@ -32,7 +32,9 @@ export function topTokens(row: Float32Array, k: number): { id: number; prob: num
   for (const v of row) if (v > max) max = v;
   let sum = 0;
   for (const v of row) sum += Math.exp(v - max);
-  const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b).slice(0, k);
+  const order = Array.from(row.keys())
+    .sort((a, b) => row[b] - row[a] || a - b)
+    .slice(0, k);
   return order.map((id) => ({ id, prob: Math.exp(row[id] - max) / sum }));
 }
 

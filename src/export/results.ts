@@ -81,6 +81,17 @@ export const CSV_HEADER = ['index', 'bi', 'angular', 'relMagnitude', 'tokens', '
  * the chosen `metric` (1 = first to remove), and removed (true/false). Non-finite scores are empty fields.
  */
 export function resultsCsv(scores: readonly BlockScore[], removed: readonly number[], metric: Metric): string {
-  const rows = blockResults(scores, removed).map((b) => [b.index, b.bi, b.angular, b.relMagnitude, b.tokens, b.rank.bi, b.rank.angular, b.rank.relMagnitude, b.rank[metric], b.removed]);
+  const rows = blockResults(scores, removed).map((b) => [
+    b.index,
+    b.bi,
+    b.angular,
+    b.relMagnitude,
+    b.tokens,
+    b.rank.bi,
+    b.rank.angular,
+    b.rank.relMagnitude,
+    b.rank[metric],
+    b.removed,
+  ]);
   return toCsv([[...CSV_HEADER], ...rows]);
 }

@@ -31,8 +31,17 @@ const ZIP_LIMIT = 0xffffffff - (1 << 20);
 
 /** "owner/name@rev", "/models/sotu-llama/", "sotu-llama" -> "name-pruned" / "sotu-llama-pruned". */
 export function prunedFolderName(label: string): string {
-  const base = label.replace(/[?#].*$/, '').replace(/\/+$/, '').split('/').pop()?.replace(/@.*$/, '') ?? '';
-  const safe = base.replace(/[^\w.-]+/g, '_').replace(/^[._]+/, '').slice(0, 80);
+  const base =
+    label
+      .replace(/[?#].*$/, '')
+      .replace(/\/+$/, '')
+      .split('/')
+      .pop()
+      ?.replace(/@.*$/, '') ?? '';
+  const safe = base
+    .replace(/[^\w.-]+/g, '_')
+    .replace(/^[._]+/, '')
+    .slice(0, 80);
   return `${safe || 'model'}-pruned`;
 }
 
@@ -72,7 +81,9 @@ export function prunelabNote(checkpoint: Checkpoint, removed: readonly number[],
       '',
       '| block | BI | angular | relMagnitude | removed |',
       '|---:|---:|---:|---:|:---:|',
-      ...[...note.scores].sort((a, b) => a.index - b.index).map((s) => `| ${s.index} | ${fmt(s.bi)} | ${fmt(s.angular)} | ${fmt(s.relMagnitude)} | ${gone.includes(s.index) ? 'yes' : ''} |`),
+      ...[...note.scores]
+        .sort((a, b) => a.index - b.index)
+        .map((s) => `| ${s.index} | ${fmt(s.bi)} | ${fmt(s.angular)} | ${fmt(s.relMagnitude)} | ${gone.includes(s.index) ? 'yes' : ''} |`),
     );
   }
   return `${lines.join('\n')}\n`;

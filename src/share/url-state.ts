@@ -200,13 +200,18 @@ export function isHubRepo(id: unknown): id is string {
 }
 
 export function isHubRevision(revision: unknown): revision is string {
-  return typeof revision === 'string' && revision.length <= LIMITS.revisionChars && HUB_REVISION.test(revision) && !revision.split('/').some((part) => part === '.' || part === '..');
+  return (
+    typeof revision === 'string' && revision.length <= LIMITS.revisionChars && HUB_REVISION.test(revision) && !revision.split('/').some((part) => part === '.' || part === '..')
+  );
 }
 
 function decodeModel(raw: unknown, options: DecodeOptions, fallback: ModelChoice, notices: string[]): ModelChoice {
   if (Array.isArray(raw) && raw[0] === 'b' && raw.length === 2 && isBuiltinName(raw[1], options.builtinModels)) return { kind: 'builtin', name: raw[1] };
   if (Array.isArray(raw) && raw[0] === 'h' && raw.length === 3 && isHubRepo(raw[1]) && isHubRevision(raw[2])) return { kind: 'hub', id: raw[1], revision: raw[2] };
-  const what = Array.isArray(raw) && raw[0] === 'h' ? `hub model ${describe(raw[1])}${raw.length > 2 ? ` at revision ${describe(raw[2])}` : ''} is not a valid owner/name@revision` : `model ${describe(Array.isArray(raw) ? raw[1] : raw)} is not one this app knows`;
+  const what =
+    Array.isArray(raw) && raw[0] === 'h'
+      ? `hub model ${describe(raw[1])}${raw.length > 2 ? ` at revision ${describe(raw[2])}` : ''} is not a valid owner/name@revision`
+      : `model ${describe(Array.isArray(raw) ? raw[1] : raw)} is not one this app knows`;
   notices.push(`Ignored the link's model: ${what}. Opened ${fallback.kind === 'builtin' ? fallback.name : fallback.id} instead.`);
   return fallback;
 }
@@ -236,7 +241,9 @@ function decodeCalibration(raw: unknown, options: DecodeOptions, fallback: Calib
       return fallback;
     }
   }
-  notices.push(`Ignored the link's calibration source (${describe(Array.isArray(raw) ? raw[1] : raw)}): it is not a built-in text, a pasted-text fingerprint or inline text. Using the default calibration text.`);
+  notices.push(
+    `Ignored the link's calibration source (${describe(Array.isArray(raw) ? raw[1] : raw)}): it is not a built-in text, a pasted-text fingerprint or inline text. Using the default calibration text.`,
+  );
   return fallback;
 }
 
@@ -260,7 +267,9 @@ function decodeBlocks(raw: unknown, what: string, layers: number | undefined, no
   }
   if (bad.length > 0) {
     const range = layers === undefined ? `0 to ${top}` : `0 to ${top} (the model has ${layers} blocks)`;
-    notices.push(`Dropped ${bad.length === 1 ? 'an entry' : `${bad.length} entries`} from the link's ${what} (${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', …' : ''}): block numbers are whole numbers from ${range}.`);
+    notices.push(
+      `Dropped ${bad.length === 1 ? 'an entry' : `${bad.length} entries`} from the link's ${what} (${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', …' : ''}): block numbers are whole numbers from ${range}.`,
+    );
   }
   return [...good].sort((a, b) => a - b);
 }
@@ -292,7 +301,11 @@ function decodeScores(raw: unknown, segment: string | undefined, notices: string
   };
   if (raw === undefined || segment === undefined) return drop('they are incomplete');
   const ranges = field(raw, 'q');
-  if (!Array.isArray(ranges) || ranges.length !== 3 || !ranges.every((r) => Array.isArray(r) && r.length === 2 && isNumber(r[0], -Number.MAX_VALUE, Number.MAX_VALUE) && isNumber(r[1], r[0], Number.MAX_VALUE))) {
+  if (
+    !Array.isArray(ranges) ||
+    ranges.length !== 3 ||
+    !ranges.every((r) => Array.isArray(r) && r.length === 2 && isNumber(r[0], -Number.MAX_VALUE, Number.MAX_VALUE) && isNumber(r[1], r[0], Number.MAX_VALUE))
+  ) {
     return drop('their value ranges are not pairs of finite numbers (min ≤ max)');
   }
   const bytes = base64urlToBytes(segment);
@@ -352,7 +365,9 @@ export function decodeState(hash: string, options: DecodeOptions = {}): DecodedS
     if (Number(version[1]) !== STATE_VERSION) {
       return {
         state: fresh(),
-        notices: [`This link uses experiment format v${Number(version[1])}, which this version of PruneLab cannot read (it reads v${STATE_VERSION}). Opened the default experiment.`],
+        notices: [
+          `This link uses experiment format v${Number(version[1])}, which this version of PruneLab cannot read (it reads v${STATE_VERSION}). Opened the default experiment.`,
+        ],
         found: false,
       };
     }

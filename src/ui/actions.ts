@@ -93,7 +93,12 @@ export async function loadModel(source: ModelSourceSpec, keepExperiment?: (info:
   lab.pplOriginal = emptyPerplexity();
   lab.pplPruned = emptyPerplexity();
   if (!info.hasTokenizer) {
-    notify('warning', `${info.name} has no tokenizer.json`, 'Text cannot be tokenized, so scoring on text, generation and perplexity are unavailable.', 'Add tokenizer.json and tokenizer_config.json to the folder.');
+    notify(
+      'warning',
+      `${info.name} has no tokenizer.json`,
+      'Text cannot be tokenized, so scoring on text, generation and perplexity are unavailable.',
+      'Add tokenizer.json and tokenizer_config.json to the folder.',
+    );
     return;
   }
   void refreshCalibrationStats();

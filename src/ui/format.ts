@@ -5,7 +5,9 @@ const siCount = format('.3~s');
 
 /** 2886784 -> "2.89 M", 135000000 -> "135 M". */
 export function formatCount(n: number): string {
-  return siCount(n).replace(/([0-9.])([kMGT])$/, '$1 $2').replace(/G$/, 'B');
+  return siCount(n)
+    .replace(/([0-9.])([kMGT])$/, '$1 $2')
+    .replace(/G$/, 'B');
 }
 
 export function formatBytes(bytes: number): string {

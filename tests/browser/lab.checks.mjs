@@ -23,7 +23,19 @@ async function cliJson(run, args) {
 /** The CLI's numbers for the same inputs, computed while the app builds. */
 export async function prepare({ run }) {
   const score = await cliJson(run, ['score', '--model', MODEL, '--text', CALIBRATION, '--seq-len', String(SCORE.seqLen), '--max-sequences', String(SCORE.maxSequences)]);
-  const ppl = await cliJson(run, ['ppl', '--model', MODEL, '--text', EVALUATION, '--seq-len', String(EVAL.seqLen), '--max-sequences', String(EVAL.maxSequences), '--remove', String(CUT)]);
+  const ppl = await cliJson(run, [
+    'ppl',
+    '--model',
+    MODEL,
+    '--text',
+    EVALUATION,
+    '--seq-len',
+    String(EVAL.seqLen),
+    '--max-sequences',
+    String(EVAL.maxSequences),
+    '--remove',
+    String(CUT),
+  ]);
   return { score, ppl };
 }
 
@@ -184,7 +196,13 @@ export const checks = [
       // Still usable: generate again with another prompt.
       await page.getByTestId('prompt').fill('We must');
       await page.getByTestId('generate').click();
-      await page.waitForFunction(() => document.querySelector('[data-testid=output-original]')?.getAttribute('data-busy') === 'false' && document.querySelector('[data-testid=generated-original]')?.textContent?.length > 0, null, { timeout: 60_000 });
+      await page.waitForFunction(
+        () =>
+          document.querySelector('[data-testid=output-original]')?.getAttribute('data-busy') === 'false' &&
+          document.querySelector('[data-testid=generated-original]')?.textContent?.length > 0,
+        null,
+        { timeout: 60_000 },
+      );
     },
   },
   {

@@ -41,7 +41,17 @@ export async function setup({ browser, baseUrl, backend }) {
   const author = await newPage(browser);
   // The author starts from a hand-written link too: small calibration windows and few generated tokens keep
   // every page's compare panel cheap on two shared cores (the rest is the default experiment).
-  const start = { m: ['b', 'sotu-llama'], c: ['b', 'moby-dick', SCORE.maxSequences, SCORE.seqLen], k: 'bi', n: 1, r: [], ra: [], rm: [], p: 'The state of the Union is', g: [TOKENS, 0, 0, 0] };
+  const start = {
+    m: ['b', 'sotu-llama'],
+    c: ['b', 'moby-dick', SCORE.maxSequences, SCORE.seqLen],
+    k: 'bi',
+    n: 1,
+    r: [],
+    ra: [],
+    rm: [],
+    p: 'The state of the Union is',
+    g: [TOKENS, 0, 0, 0],
+  };
   await author.page.goto(`${baseUrl}?backend=${backend}#v1.${base64url(JSON.stringify(start))}`);
   return { author, contexts: [author.context], pageErrors: author.pageErrors, page: author.page, shared: {} };
 }
@@ -136,7 +146,19 @@ export const checks = [
         const config = JSON.parse(readFileSync(join(folder, 'config.json'), 'utf8'));
         assert.equal(config.num_hidden_layers, 12 - CUT);
         assert.match(readFileSync(join(folder, 'PRUNELAB.md'), 'utf8'), new RegExp(`Removed original blocks \\(0-based\\): \\*\\*${shared.removed.join(', ')}\\*\\*`));
-        const r = await run(process.execPath, ['cli/bin.mjs', 'ppl', '--model', folder, '--text', EVALUATION, '--seq-len', String(EVAL.seqLen), '--max-sequences', String(EVAL.maxSequences), '--json']);
+        const r = await run(process.execPath, [
+          'cli/bin.mjs',
+          'ppl',
+          '--model',
+          folder,
+          '--text',
+          EVALUATION,
+          '--seq-len',
+          String(EVAL.seqLen),
+          '--max-sequences',
+          String(EVAL.maxSequences),
+          '--json',
+        ]);
         assert.equal(r.code, 0, `prunelab ppl failed: ${r.stderr}`);
         const cli = JSON.parse(r.stdout);
         assert.ok(Math.abs(cli.ppl / appPpl - 1) <= 1e-4, `CLI ppl ${cli.ppl} vs app ${appPpl}`);
@@ -245,11 +267,15 @@ export const checks = [
       const withExtra = [...shared.removed, extra].sort((a, b) => a - b).join(',');
       assert.equal(await page.getByTestId('removal-summary').getAttribute('data-removed-blocks'), withExtra);
       await page.goBack();
-      await page.waitForFunction((want) => document.querySelector('[data-testid=removal-summary]')?.getAttribute('data-removed-blocks') === want, shared.removed.join(','), { timeout: 5_000 });
+      await page.waitForFunction((want) => document.querySelector('[data-testid=removal-summary]')?.getAttribute('data-removed-blocks') === want, shared.removed.join(','), {
+        timeout: 5_000,
+      });
       await page.goForward();
       await page.waitForFunction((want) => document.querySelector('[data-testid=removal-summary]')?.getAttribute('data-removed-blocks') === want, withExtra, { timeout: 5_000 });
       await page.goBack();
-      await page.waitForFunction((want) => document.querySelector('[data-testid=removal-summary]')?.getAttribute('data-removed-blocks') === want, shared.removed.join(','), { timeout: 5_000 });
+      await page.waitForFunction((want) => document.querySelector('[data-testid=removal-summary]')?.getAttribute('data-removed-blocks') === want, shared.removed.join(','), {
+        timeout: 5_000,
+      });
       assert.deepEqual(shared.fresh.pageErrors, []);
       // Its compare panel would keep computing: free the cores for the checks that follow.
       await shared.fresh.context.close();
@@ -263,7 +289,17 @@ export const checks = [
       contexts.push(hostile.context);
       const { page, pageErrors } = hostile;
       const prompt = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>';
-      const wire = { m: ['b', 'sotu-llama'], c: ['b', 'moby-dick', 4, 64], k: 'constructor', n: -1, r: [1, 99, -3, 'x', 1e300, 2], ra: { __proto__: 1 }, p: prompt, g: [4, 0, 0, 0], s: { t: 'many', q: 'bad' } };
+      const wire = {
+        m: ['b', 'sotu-llama'],
+        c: ['b', 'moby-dick', 4, 64],
+        k: 'constructor',
+        n: -1,
+        r: [1, 99, -3, 'x', 1e300, 2],
+        ra: { __proto__: 1 },
+        p: prompt,
+        g: [4, 0, 0, 0],
+        s: { t: 'many', q: 'bad' },
+      };
       await page.goto(`${baseUrl}?backend=${backend}#v1.${base64url(JSON.stringify(wire))}.AAAA_garbage`);
       const notice = page.locator('[data-testid=notice][data-level=warning]').filter({ hasText: 'ignored' });
       await notice.waitFor({ timeout: 10_000 });
@@ -328,10 +364,14 @@ export const checks = [
         const url = new URL(route.request().url());
         requested.push(url.pathname);
         if (url.pathname === `/api/models/${repo}/tree/main`) {
-          return route.fulfill({ headers: { 'access-control-allow-origin': '*' }, json: names.map((path) => ({ type: 'file', path, size: sizes[path], ...(path.endsWith('.safetensors') ? { lfs: { size: sizes[path] } } : {}) })) });
+          return route.fulfill({
+            headers: { 'access-control-allow-origin': '*' },
+            json: names.map((path) => ({ type: 'file', path, size: sizes[path], ...(path.endsWith('.safetensors') ? { lfs: { size: sizes[path] } } : {}) })),
+          });
         }
         const file = url.pathname.startsWith(`/${repo}/resolve/main/`) ? url.pathname.slice(`/${repo}/resolve/main/`.length) : null;
-        if (file && names.includes(file)) return route.fulfill({ body: readFileSync(join(root, MODEL_DIR, file)), headers: { 'content-type': 'application/octet-stream', 'access-control-allow-origin': '*' } });
+        if (file && names.includes(file))
+          return route.fulfill({ body: readFileSync(join(root, MODEL_DIR, file)), headers: { 'content-type': 'application/octet-stream', 'access-control-allow-origin': '*' } });
         if (url.pathname.includes('/offline/')) return route.abort('internetdisconnected');
         return route.fulfill({ status: 404, body: 'Entry not found', headers: { 'access-control-allow-origin': '*' } });
       });

@@ -37,7 +37,20 @@ export async function prepare({ run }) {
   const tasks = join(dir, 'tasks.jsonl');
   writeFileSync(tasks, `${MC_JSONL}\n`);
   const windows = ['--seq-len', String(WINDOWS.seqLen), '--max-sequences', String(WINDOWS.maxSequences)];
-  const sweep = await cliJson(run, ['sweep', '--model', MODEL, '--text', CALIBRATION, '--eval-text', EVALUATION, ...windows, '--strategies', SWEEP.strategies.join(','), '--max-removed', String(SWEEP.maxRemoved)]);
+  const sweep = await cliJson(run, [
+    'sweep',
+    '--model',
+    MODEL,
+    '--text',
+    CALIBRATION,
+    '--eval-text',
+    EVALUATION,
+    ...windows,
+    '--strategies',
+    SWEEP.strategies.join(','),
+    '--max-removed',
+    String(SWEEP.maxRemoved),
+  ]);
   const mc = await cliJson(run, ['mc', '--model', MODEL, '--tasks', tasks, '--remove', CELL_BLOCKS.join(',')]);
   // The heatmap's first look uses the page's default 2 × 64 calibration tokens.
   const score = await cliJson(run, ['score', '--model', MODEL, '--text', CALIBRATION, '--seq-len', '64', '--max-sequences', '2']);
@@ -80,7 +93,9 @@ export const checks = [
       if (prepared?.error) throw prepared.error;
       await page.waitForFunction(() => document.querySelector('[data-testid=model-name]')?.textContent === 'sotu-llama', null, { timeout: 110_000 });
       await page.waitForSelector('[data-testid=similarity-heatmap][data-states="13"]', { timeout: 60_000 });
-      const cells = await page.$$eval('[data-testid=heat-cell]', (els) => els.map((e) => ({ i: Number(e.dataset.i), j: Number(e.dataset.j), cos: Number(e.dataset.cos), angular: Number(e.dataset.angular) })));
+      const cells = await page.$$eval('[data-testid=heat-cell]', (els) =>
+        els.map((e) => ({ i: Number(e.dataset.i), j: Number(e.dataset.j), cos: Number(e.dataset.cos), angular: Number(e.dataset.angular) })),
+      );
       assert.equal(cells.length, (12 * 13) / 2, 'one cell per pair i < j of states 0 … 12');
       const tolerance = (await backendInUse(page)) === 'webgpu' ? 1e-3 : 1e-4;
       let worst = 0;
@@ -108,12 +123,17 @@ export const checks = [
       await page.getByTestId('sweep-run').click();
       // Streaming: steps show while the sweep still runs.
       await page.waitForFunction(
-        () => document.querySelector('[data-testid=sweep-panel]')?.dataset.state === 'running' && document.querySelectorAll('[data-testid=sweep-cell]').length > 0 && document.querySelector('[data-testid=sweep-progress]'),
+        () =>
+          document.querySelector('[data-testid=sweep-panel]')?.dataset.state === 'running' &&
+          document.querySelectorAll('[data-testid=sweep-cell]').length > 0 &&
+          document.querySelector('[data-testid=sweep-progress]'),
         null,
         { timeout: 60_000 },
       );
       await page.waitForSelector('[data-testid=sweep-panel][data-state=done]', { timeout: 140_000 });
-      const cells = await page.$$eval('[data-testid=sweep-cell]', (els) => els.map((e) => ({ strategy: e.dataset.strategy, k: Number(e.dataset.k), ppl: Number(e.dataset.ppl), removed: e.dataset.removed })));
+      const cells = await page.$$eval('[data-testid=sweep-cell]', (els) =>
+        els.map((e) => ({ strategy: e.dataset.strategy, k: Number(e.dataset.k), ppl: Number(e.dataset.ppl), removed: e.dataset.removed })),
+      );
       const tolerance = (await backendInUse(page)) === 'webgpu' ? 1e-3 : 1e-4;
       let worst = 0;
       for (const strategy of SWEEP.strategies) {
@@ -169,14 +189,22 @@ export const checks = [
           const q = (id) => document.querySelector(`[data-testid=${id}]`);
           const lens = q('logit-lens');
           const pruned = q('output-pruned');
-          return lens?.dataset.busy === 'false' && lens.dataset.removal === key && pruned?.dataset.busy === 'false' && pruned.dataset.removal === key && q('next-pruned')?.querySelector('li');
+          return (
+            lens?.dataset.busy === 'false' &&
+            lens.dataset.removal === key &&
+            pruned?.dataset.busy === 'false' &&
+            pruned.dataset.removal === key &&
+            q('next-pruned')?.querySelector('li')
+          );
         },
         key,
         { timeout: 110_000 },
       );
       const skipped = await page.$$eval('[data-testid=lens-skipped]', (els) => els.map((e) => Number(e.dataset.block)));
       assert.deepEqual(skipped, CELL_BLOCKS);
-      const output = await page.$$eval('[data-testid=lens-cell][data-output=true]', (els) => els.map((e) => ({ position: Number(e.dataset.position), text: e.dataset.tokenText, prob: Number(e.dataset.prob) })));
+      const output = await page.$$eval('[data-testid=lens-cell][data-output=true]', (els) =>
+        els.map((e) => ({ position: Number(e.dataset.position), text: e.dataset.tokenText, prob: Number(e.dataset.prob) })),
+      );
       const last = output.reduce((a, b) => (b.position > a.position ? b : a));
       const top = await page.locator('[data-testid=next-pruned] li').first();
       const shownToken = await top.locator('.token').textContent();
@@ -229,7 +257,11 @@ export const checks = [
       await page.getByTestId('pick-random').check();
       await setNumber(page, 'sweep-max-removed', 11);
       await page.getByTestId('sweep-run').click();
-      await page.waitForFunction(() => document.querySelector('[data-testid=sweep-panel]')?.dataset.state === 'running' && document.querySelectorAll('[data-testid=sweep-cell]').length >= 2, null, { timeout: 40_000 });
+      await page.waitForFunction(
+        () => document.querySelector('[data-testid=sweep-panel]')?.dataset.state === 'running' && document.querySelectorAll('[data-testid=sweep-cell]').length >= 2,
+        null,
+        { timeout: 40_000 },
+      );
       await page.getByTestId('sweep-cancel').click();
       await page.waitForSelector('[data-testid=sweep-panel][data-state=cancelled]', { timeout: 15_000 });
       assert.ok((await page.locator('[data-testid=sweep-cell]').count()) >= 2, 'the measured steps stay');

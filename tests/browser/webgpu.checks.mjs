@@ -8,7 +8,19 @@ const CALIBRATION = 'public/calibration/moby-dick.txt';
 const SCORE = { seqLen: 32, maxSequences: 2 };
 
 export async function prepare({ run }) {
-  const r = await run(process.execPath, ['cli/bin.mjs', 'score', '--model', MODEL, '--text', CALIBRATION, '--seq-len', String(SCORE.seqLen), '--max-sequences', String(SCORE.maxSequences), '--json']);
+  const r = await run(process.execPath, [
+    'cli/bin.mjs',
+    'score',
+    '--model',
+    MODEL,
+    '--text',
+    CALIBRATION,
+    '--seq-len',
+    String(SCORE.seqLen),
+    '--max-sequences',
+    String(SCORE.maxSequences),
+    '--json',
+  ]);
   if (r.code !== 0) throw new Error(`prunelab score failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }

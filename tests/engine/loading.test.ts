@@ -19,7 +19,12 @@ function copyFixture(name: string): string {
 
 function rewriteTensors(dir: string, edit: (tensors: { name: string; dtype: string; shape: number[]; bytes: Uint8Array }[]) => void): void {
   const path = join(dir, 'model.safetensors');
-  const tensors = [...parseSafetensors(new Uint8Array(readFileSync(path)), 'model.safetensors').values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: t.bytes.slice() }));
+  const tensors = [...parseSafetensors(new Uint8Array(readFileSync(path)), 'model.safetensors').values()].map((t) => ({
+    name: t.name,
+    dtype: t.dtype,
+    shape: t.shape,
+    bytes: t.bytes.slice(),
+  }));
   edit(tensors);
   writeFileSync(path, writeSafetensors(tensors));
 }
@@ -27,7 +32,12 @@ function rewriteTensors(dir: string, edit: (tensors: { name: string; dtype: stri
 describe('checkpoint loading', () => {
   it('names a tensor the recipe needs that the checkpoint lacks', async () => {
     const dir = copyFixture('llama-gqa');
-    rewriteTensors(dir, (ts) => ts.splice(ts.findIndex((t) => t.name === 'model.layers.2.mlp.up_proj.weight'), 1));
+    rewriteTensors(dir, (ts) =>
+      ts.splice(
+        ts.findIndex((t) => t.name === 'model.layers.2.mlp.up_proj.weight'),
+        1,
+      ),
+    );
     await expect(loadCheckpoint(directorySource(dir))).rejects.toThrow(/tensor layers\.2\.mlp\.up_proj\.weight: is missing from the checkpoint/);
   });
 
@@ -37,7 +47,9 @@ describe('checkpoint loading', () => {
       const t = ts.find((x) => x.name === 'model.layers.1.self_attn.k_proj.weight')!;
       t.shape = [t.shape[1], t.shape[0]];
     });
-    await expect(loadCheckpoint(directorySource(dir))).rejects.toThrow(/file model\.safetensors, tensor layers\.1\.self_attn\.k_proj\.weight: has shape \[48, 24\] but config\.json implies \[24, 48\]/);
+    await expect(loadCheckpoint(directorySource(dir))).rejects.toThrow(
+      /file model\.safetensors, tensor layers\.1\.self_attn\.k_proj\.weight: has shape \[48, 24\] but config\.json implies \[24, 48\]/,
+    );
   });
 
   it('reports a missing config.json and missing weights by file name', async () => {

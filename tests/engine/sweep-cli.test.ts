@@ -12,7 +12,11 @@ import { FIXTURES_DIR, readGolden } from './fixtures.ts';
 async function run(args: string[]): Promise<{ code: number; stdout: string[]; stderr: string[] }> {
   const stdout: string[] = [];
   const stderr: string[] = [];
-  const code = await main(args, (t) => stdout.push(t), (t) => stderr.push(t));
+  const code = await main(
+    args,
+    (t) => stdout.push(t),
+    (t) => stderr.push(t),
+  );
   return { code, stdout, stderr };
 }
 
@@ -43,7 +47,10 @@ describe('prunelab sweep (CLI contract)', () => {
     expect(out.maxRemoved).toBe(3);
     const checked = new Map<string, number>();
     for (const [strategy, steps] of Object.entries(out.strategies)) {
-      expect(steps.map((s) => s.removed.length + (s.removedAttention?.length ?? 0) + (s.removedMlp?.length ?? 0)), strategy).toEqual([0, 1, 2, 3]);
+      expect(
+        steps.map((s) => s.removed.length + (s.removedAttention?.length ?? 0) + (s.removedMlp?.length ?? 0)),
+        strategy,
+      ).toEqual([0, 1, 2, 3]);
       for (const step of steps) {
         const args = ['ppl', '--model', dir, '--ids', evaluationFile, '--remove', step.removed.join(','), '--json'];
         if (step.removedAttention?.length) args.push('--remove-attention', step.removedAttention.join(','));

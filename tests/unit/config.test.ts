@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, ropeInverseFrequencies } from '../../src/engine/config.ts';
 
-const llama = { model_type: 'llama', vocab_size: 100, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5 };
+const llama = {
+  model_type: 'llama',
+  vocab_size: 100,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-5,
+};
 
 describe('config.json -> ModelSpec', () => {
   it('applies HF defaults: head_dim = hidden / heads, rope_theta 10000, untied head', () => {
@@ -18,7 +27,9 @@ describe('config.json -> ModelSpec', () => {
   });
 
   it('rejects an unsupported model_type, listing the supported ones', () => {
-    expect(() => parseConfig({ ...llama, model_type: 'mamba' })).toThrow(/config\.json, field model_type: unsupported model_type "mamba" \(supported: llama, mistral, qwen2, qwen3, gpt2\)/);
+    expect(() => parseConfig({ ...llama, model_type: 'mamba' })).toThrow(
+      /config\.json, field model_type: unsupported model_type "mamba" \(supported: llama, mistral, qwen2, qwen3, gpt2\)/,
+    );
   });
 
   it('rejects an unsupported rope type by name', () => {

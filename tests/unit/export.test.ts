@@ -36,7 +36,12 @@ describe('pruned checkpoint zip', () => {
     const ids = JSON.parse(readFileSync(join(dir, 'ids.json'), 'utf8')) as number[][];
     const original = await Model.load(directorySource(dir), 'cpu');
     const removed = [1, 2];
-    const zip = prunedCheckpointZip(original.checkpoint, removed, { metric: 'bi', scores: SCORES, createdAt: new Date('2025-01-02T03:04:05Z'), generationConfig: { do_sample: false, max_new_tokens: 16 } });
+    const zip = prunedCheckpointZip(original.checkpoint, removed, {
+      metric: 'bi',
+      scores: SCORES,
+      createdAt: new Date('2025-01-02T03:04:05Z'),
+      generationConfig: { do_sample: false, max_new_tokens: 16 },
+    });
     const files = unzipSync(zip);
     const folder = prunedFolderName(original.checkpoint.label);
     expect(folder).toBe('llama-gqa-pruned');
@@ -123,7 +128,13 @@ describe('results as CSV and JSON', () => {
   });
 
   it('the ranks agree with rankBlocks, and scores from real block sums pass through', async () => {
-    const sums = SCORES.map((s) => ({ index: s.index, cosSum: (1 - s.bi) * s.tokens, angularSum: s.angular * s.tokens, relMagnitudeSum: s.relMagnitude * s.tokens, tokens: s.tokens }));
+    const sums = SCORES.map((s) => ({
+      index: s.index,
+      cosSum: (1 - s.bi) * s.tokens,
+      angularSum: s.angular * s.tokens,
+      relMagnitudeSum: s.relMagnitude * s.tokens,
+      tokens: s.tokens,
+    }));
     const scores = blockScores(sums);
     const results = blockResults(scores, []);
     for (const metric of ['bi', 'angular', 'relMagnitude'] as const) {
@@ -141,14 +152,21 @@ describe('results as CSV and JSON', () => {
     expect(csvField(Number.NaN)).toBe('');
     expect(csvField(null)).toBe('');
     expect(csvField(-0.5)).toBe('-0.5');
-    expect(toCsv([['a', 'b'], [1, 'x,y']])).toBe('a,b\r\n1,"x,y"\r\n');
+    expect(
+      toCsv([
+        ['a', 'b'],
+        [1, 'x,y'],
+      ]),
+    ).toBe('a,b\r\n1,"x,y"\r\n');
     const withNaN = resultsCsv([{ index: 0, bi: Number.NaN, angular: 0.1, relMagnitude: 0.2, tokens: 0 }], [], 'bi');
     expect(withNaN.split('\r\n')[1]).toBe('0,,0.1,0.2,0,1,1,1,1,false');
   });
 
   it('JSON holds the experiment (without quantised scores), full-precision blocks, removal and extras', () => {
     const state = { ...defaultState(), removed: [1, 2], scores: SCORES };
-    const parsed = JSON.parse(resultsJson(state, SCORES, [2, 1, 2], { createdAt: '2025-01-01T00:00:00.000Z', perplexity: { original: 12.5, pruned: 14.25 }, link: 'https://x/#v1.abc' }));
+    const parsed = JSON.parse(
+      resultsJson(state, SCORES, [2, 1, 2], { createdAt: '2025-01-01T00:00:00.000Z', perplexity: { original: 12.5, pruned: 14.25 }, link: 'https://x/#v1.abc' }),
+    );
     expect(parsed.format).toBe('prunelab-results');
     expect(parsed.createdAt).toBe('2025-01-01T00:00:00.000Z');
     expect(parsed.metric).toBe('bi');

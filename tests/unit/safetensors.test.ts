@@ -50,10 +50,7 @@ describe('safetensors', () => {
   });
 
   it('rejects overlapping data offsets, naming both tensors', () => {
-    const file = rawFile(
-      { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
-      f32Bytes([1, 2, 3]),
-    );
+    const file = rawFile({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, f32Bytes([1, 2, 3]));
     expect(() => parseSafetensors(file, 'o.safetensors')).toThrow(/o\.safetensors.*tensor b.*overlap tensor a/);
   });
 

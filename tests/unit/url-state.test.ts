@@ -108,7 +108,11 @@ describe('URL state round trip', () => {
       { index: 5, bi: 0.3, angular: 0.01, relMagnitude: 0.1, tokens: 12 },
     ];
     const back = decodeState(encodeState({ ...defaultState(), scores })).state.scores as BlockScore[];
-    expect(back.map((s) => [s.index, s.tokens])).toEqual([[0, 10], [2, 0], [5, 12]]);
+    expect(back.map((s) => [s.index, s.tokens])).toEqual([
+      [0, 10],
+      [2, 0],
+      [5, 12],
+    ]);
     expect(back[1].bi).toBeNaN();
     expect(back[2].bi).toBe(0.3);
   });
@@ -195,7 +199,9 @@ describe('URL state against hostile and broken links', () => {
   });
 
   it('wrong types everywhere fall back field by field, each with a notice', () => {
-    const { state, notices } = decodeState(rawHash('{"m":["h","../../etc/passwd","main"],"c":["b","moby-dick",-5,"long"],"k":"eval","n":0.5,"g":["32",1e999,-1,1099511627776],"p":42}'));
+    const { state, notices } = decodeState(
+      rawHash('{"m":["h","../../etc/passwd","main"],"c":["b","moby-dick",-5,"long"],"k":"eval","n":0.5,"g":["32",1e999,-1,1099511627776],"p":42}'),
+    );
     const d = defaultState();
     expect(state.model).toEqual(d.model);
     expect(state.calibration).toEqual(d.calibration);
@@ -254,7 +260,16 @@ describe('URL state against hostile and broken links', () => {
   it('truncated base64 and invalid JSON give a notice and the defaults', () => {
     const hash = encodeState(fullState());
     const json = hash.split('.')[1];
-    for (const broken of [`v1.${json.slice(0, json.length - 7)}`, `v1.${json.slice(0, 10)}`, `v1.${json}!`, `v1.${bytesToBase64url(new TextEncoder().encode('{"r":[1,2'))}`, `v1.${bytesToBase64url(new Uint8Array([0xff, 0xfe, 0x7b, 0x7d]))}`, 'v1.', `v1.${jsonToBase64url([1, 2])}`, `v1.${jsonToBase64url(null)}`]) {
+    for (const broken of [
+      `v1.${json.slice(0, json.length - 7)}`,
+      `v1.${json.slice(0, 10)}`,
+      `v1.${json}!`,
+      `v1.${bytesToBase64url(new TextEncoder().encode('{"r":[1,2'))}`,
+      `v1.${bytesToBase64url(new Uint8Array([0xff, 0xfe, 0x7b, 0x7d]))}`,
+      'v1.',
+      `v1.${jsonToBase64url([1, 2])}`,
+      `v1.${jsonToBase64url(null)}`,
+    ]) {
       const { state, notices } = decodeState(broken);
       expect(state, broken).toEqual(defaultState());
       expect(notices, broken).toHaveLength(1);
@@ -275,7 +290,21 @@ describe('URL state against hostile and broken links', () => {
     const otherModel = decodeState(`${v}.${json}.${scores}`, { layers: 12 });
     expect(otherModel.state.scores).toBeUndefined();
     expect(otherModel.notices.join(' ')).toMatch(/block scores: they are for a model with other blocks/);
-    const badRange = decodeState(hashOf({ s: { t: 5, q: [[0, 1], [1, 0], [0, 1]] } }, bytesToBase64url(new Uint8Array(6))));
+    const badRange = decodeState(
+      hashOf(
+        {
+          s: {
+            t: 5,
+            q: [
+              [0, 1],
+              [1, 0],
+              [0, 1],
+            ],
+          },
+        },
+        bytesToBase64url(new Uint8Array(6)),
+      ),
+    );
     expect(badRange.state.scores).toBeUndefined();
     expect(badRange.notices[0]).toMatch(/min ≤ max/);
   });
@@ -331,7 +360,30 @@ describe('URL state against hostile and broken links', () => {
 
   it('random JSON values in every field never throw and always give a usable state', () => {
     const random = mulberry32(99);
-    const values = [null, true, 0, -1, 1.5, 1e308, -1e308, '', 'x', '<script>', [], [1], ['b'], ['h', 'a/b', 'main'], ['p', 'zz', 1, 1, 1], { a: 1 }, [[0, 1], [0, 1], [0, 1]], 'A'.repeat(3000)];
+    const values = [
+      null,
+      true,
+      0,
+      -1,
+      1.5,
+      1e308,
+      -1e308,
+      '',
+      'x',
+      '<script>',
+      [],
+      [1],
+      ['b'],
+      ['h', 'a/b', 'main'],
+      ['p', 'zz', 1, 1, 1],
+      { a: 1 },
+      [
+        [0, 1],
+        [0, 1],
+        [0, 1],
+      ],
+      'A'.repeat(3000),
+    ];
     const pick = () => values[Math.floor(random() * values.length)];
     for (let n = 0; n < 2000; n++) {
       const wire = Object.fromEntries(['m', 'c', 'k', 'n', 'r', 'ra', 'rm', 'p', 'g', 's'].filter(() => random() < 0.6).map((k) => [k, pick()]));

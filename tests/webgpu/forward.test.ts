@@ -21,8 +21,33 @@ const LOGITS_ABS = 1e-3;
 
 const llama3Scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 };
 const MODELS: (RandomModelOptions & { name: string })[] = [
-  { name: 'llama GQA 2, qkv bias, llama3 rope scaling (F32)', family: 'llama', dtype: 'F32', hidden: 64, heads: 4, kvHeads: 2, intermediate: 96, layers: 3, vocab: 97, qkvBias: true, ropeScaling: llama3Scaling },
-  { name: 'qwen3 qk-norm, GQA 2, head_dim 32 ≠ hidden/heads, tied (F16)', family: 'llama', modelType: 'qwen3', dtype: 'F16', hidden: 48, heads: 2, kvHeads: 1, headDim: 32, intermediate: 80, layers: 3, vocab: 101, tie: true },
+  {
+    name: 'llama GQA 2, qkv bias, llama3 rope scaling (F32)',
+    family: 'llama',
+    dtype: 'F32',
+    hidden: 64,
+    heads: 4,
+    kvHeads: 2,
+    intermediate: 96,
+    layers: 3,
+    vocab: 97,
+    qkvBias: true,
+    ropeScaling: llama3Scaling,
+  },
+  {
+    name: 'qwen3 qk-norm, GQA 2, head_dim 32 ≠ hidden/heads, tied (F16)',
+    family: 'llama',
+    modelType: 'qwen3',
+    dtype: 'F16',
+    hidden: 48,
+    heads: 2,
+    kvHeads: 1,
+    headDim: 32,
+    intermediate: 80,
+    layers: 3,
+    vocab: 101,
+    tie: true,
+  },
   { name: 'llama GQA 4, head_dim 64 (F16)', family: 'llama', dtype: 'F16', hidden: 64, heads: 4, kvHeads: 1, headDim: 64, intermediate: 72, layers: 2, vocab: 90 },
   { name: 'mistral MHA (BF16 → f32)', family: 'llama', modelType: 'mistral', dtype: 'BF16', hidden: 32, heads: 2, kvHeads: 2, intermediate: 64, layers: 2, vocab: 64 },
   { name: 'gpt2 (F32)', family: 'gpt2', dtype: 'F32', hidden: 48, heads: 4, intermediate: 96, layers: 3, vocab: 80 },
@@ -90,7 +115,7 @@ describe.skipIf(!gpuAvailable)('whole forward: WebGPU matches the CPU reference'
         expect(note(options.name, 'logits', maxAbsDiff(g.logits as Float32Array, c.logits as Float32Array))).toBeLessThanOrEqual(LOGITS_ABS);
         expect(g.states?.length).toBe(3);
         c.states?.forEach((state, s) => {
-          expect(note(options.name, "states", maxAbsDiff(g.states?.[s] as Float32Array, state))).toBeLessThanOrEqual(1e-4);
+          expect(note(options.name, 'states', maxAbsDiff(g.states?.[s] as Float32Array, state))).toBeLessThanOrEqual(1e-4);
         });
       });
 

@@ -142,9 +142,7 @@ describe.skipIf(!gpuAvailable)('WebGPU kernels vs the CPU reference ops', () => 
           const keys = randomArray(positions * kvHeads * headDim);
           const values = randomArray(positions * kvHeads * headDim);
           const out = h.buffer(rows * heads * headDim * 4);
-          await h.run((rec) =>
-            causalAttention(rec, { q: h.buffer(q), rows, keys: h.buffer(keys), values: h.buffer(values), firstPosition: first, heads, kvHeads, headDim, out }),
-          );
+          await h.run((rec) => causalAttention(rec, { q: h.buffer(q), rows, keys: h.buffer(keys), values: h.buffer(values), firstPosition: first, heads, kvHeads, headDim, out }));
           const want = ops.causalAttention(q, rows, keys, values, first, heads, kvHeads, headDim);
           expect(record('attention', maxAbsDiff(await h.read(out, want.length), want))).toBeLessThan(1e-5);
         });

@@ -60,7 +60,16 @@ export function randomCheckpoint(o: RandomModelOptions): Checkpoint {
   const headDim = o.headDim ?? o.hidden / o.heads;
   const config: Record<string, unknown> =
     o.family === 'gpt2'
-      ? { model_type: 'gpt2', vocab_size: o.vocab, n_embd: o.hidden, n_head: o.heads, n_layer: o.layers, n_inner: o.intermediate, n_positions: o.maxPositions ?? 64, layer_norm_epsilon: 1e-5 }
+      ? {
+          model_type: 'gpt2',
+          vocab_size: o.vocab,
+          n_embd: o.hidden,
+          n_head: o.heads,
+          n_layer: o.layers,
+          n_inner: o.intermediate,
+          n_positions: o.maxPositions ?? 64,
+          layer_norm_epsilon: 1e-5,
+        }
       : {
           model_type: o.modelType ?? 'llama',
           vocab_size: o.vocab,

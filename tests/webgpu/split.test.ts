@@ -88,7 +88,12 @@ function note(model: string, what: string, value: number): number {
   return value;
 }
 
-type Internals = { embed: GpuMatrix; lmHead: GpuMatrix; blocks: { q: { w: GpuMatrix }; up: { w: GpuMatrix }; down: { w: GpuMatrix } }[]; workspace: { buffers: Map<string, GPUBuffer> } };
+type Internals = {
+  embed: GpuMatrix;
+  lmHead: GpuMatrix;
+  blocks: { q: { w: GpuMatrix }; up: { w: GpuMatrix }; down: { w: GpuMatrix } }[];
+  workspace: { buffers: Map<string, GPUBuffer> };
+};
 const internals = (b: Backend) => b as unknown as Internals;
 
 describe.skipIf(!gpuAvailable)('tensors larger than one binding are split: split WebGPU = unsplit WebGPU = CPU', () => {

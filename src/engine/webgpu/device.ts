@@ -51,8 +51,7 @@ export async function acquireGpu(options: DeviceOptions = {}): Promise<GpuContex
   for (const name of REQUESTED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'prunelab' });
   const info = adapter.info;
-  const adapterDescription =
-    [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s && s.length > 0).join(' ') || 'WebGPU adapter';
+  const adapterDescription = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s && s.length > 0).join(' ') || 'WebGPU adapter';
   const ctx: GpuContext = { device, adapterDescription, features: new Set(requiredFeatures), limits: device.limits, lost: null };
   device.lost.then((lost) => {
     ctx.lost = { reason: lost.reason, message: lost.message };
@@ -72,10 +71,7 @@ export function checkFits(ctx: GpuContext, bytes: number, what: { tensor?: strin
     throw new PruneLabError(`needs a ${formatBytes(bytes)} buffer but this device's maxBufferSize is ${formatBytes(maxBufferSize)}`, what);
   }
   if (bytes > maxStorageBufferBindingSize) {
-    throw new PruneLabError(
-      `needs a ${formatBytes(bytes)} storage binding but this device's maxStorageBufferBindingSize is ${formatBytes(maxStorageBufferBindingSize)}`,
-      what,
-    );
+    throw new PruneLabError(`needs a ${formatBytes(bytes)} storage binding but this device's maxStorageBufferBindingSize is ${formatBytes(maxStorageBufferBindingSize)}`, what);
   }
 }
 

@@ -95,7 +95,7 @@ export class UniformArena {
     const need = Math.max(256, bytes);
     if (!this.buffer || this.buffer.size < need) {
       this.buffer?.destroy();
-      this.buffer = this.device.createBuffer({ label: 'params', size: Math.ceil(need * 1.5 / 256) * 256, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+      this.buffer = this.device.createBuffer({ label: 'params', size: Math.ceil((need * 1.5) / 256) * 256, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     }
     return this.buffer;
   }

@@ -62,7 +62,7 @@ export function planRowChunks(rows: number, rowBytes: number, limit: BindingLimi
     throw new PruneLabError(`one row needs a ${formatBytes(oneRow)} storage binding but ${limit.source} is ${formatBytes(limit.bytes)}`, { tensor });
   }
   if (bufferSize(rows * rowBytes) <= limit.bytes) return [{ firstRow: 0, rows }];
-  const perChunk = Math.floor(Math.floor(limit.bytes / 4) * 4 / rowBytes);
+  const perChunk = Math.floor((Math.floor(limit.bytes / 4) * 4) / rowBytes);
   const chunks: { firstRow: number; rows: number }[] = [];
   for (let first = 0; first < rows; first += perChunk) chunks.push({ firstRow: first, rows: Math.min(perChunk, rows - first) });
   return chunks;

@@ -68,7 +68,19 @@ export async function runSweep(): Promise<void> {
     maxRemoved: Math.min(strategies.maxRemoved ?? layers - 1, layers - 1),
     seeds: strategies.seeds,
   };
-  strategies.run = { settings, layers, steps: {}, orders: {}, progress: null, running: true, error: null, cancelled: false, startedAt: performance.now(), ms: null, evaluationTokens: null };
+  strategies.run = {
+    settings,
+    layers,
+    steps: {},
+    orders: {},
+    progress: null,
+    running: true,
+    error: null,
+    cancelled: false,
+    startedAt: performance.now(),
+    ms: null,
+    evaluationTokens: null,
+  };
   const patch = (change: (run: NonNullable<typeof strategies.run>) => Partial<NonNullable<typeof strategies.run>>) => {
     if (isCurrent() && strategies.run) strategies.run = { ...strategies.run, ...change(strategies.run) };
   };
@@ -87,7 +99,13 @@ export async function runSweep(): Promise<void> {
   );
   if (!isCurrent()) return;
   if (outcome.ok) {
-    patch(() => ({ steps: outcome.value.strategies, orders: outcome.value.orders, running: false, ms: performance.now() - (strategies.run?.startedAt ?? 0), evaluationTokens: outcome.value.evaluationTokens }));
+    patch(() => ({
+      steps: outcome.value.strategies,
+      orders: outcome.value.orders,
+      running: false,
+      ms: performance.now() - (strategies.run?.startedAt ?? 0),
+      evaluationTokens: outcome.value.evaluationTokens,
+    }));
   } else {
     patch(() => ({ running: false, cancelled: outcome.cancelled, error: outcome.cancelled ? null : outcome.message }));
     if (!outcome.cancelled) notify('error', 'The sweep failed', outcome.message, 'Fewer strategies, a smaller "max removed" or shorter texts make it lighter.');
@@ -187,11 +205,19 @@ export async function runSpeed(): Promise<void> {
   if (!model?.hasTokenizer) return;
   const isCurrent = ticket('speed');
   const sweepOrder = strategies.run?.orders.bi ?? null;
-  const orderLabel = sweepOrder ? 'the sweep’s BI order' : `BI order of the full model on ${strategies.calibrationWindows.maxSequences} × ${strategies.calibrationWindows.seqLen} calibration tokens`;
+  const orderLabel = sweepOrder
+    ? 'the sweep’s BI order'
+    : `BI order of the full model on ${strategies.calibrationWindows.maxSequences} × ${strategies.calibrationWindows.seqLen} calibration tokens`;
   strategies.speed = { points: [], order: sweepOrder, orderLabel, layers: model.blocks, busy: true, error: null };
   const outcome = await engine.speed(
     'speed',
-    { prompt: lab.compared.prompt || lab.prompt, tokens: strategies.speedTokens, order: sweepOrder, calibration: lab.calibration, calibrationWindows: { ...strategies.calibrationWindows } },
+    {
+      prompt: lab.compared.prompt || lab.prompt,
+      tokens: strategies.speedTokens,
+      order: sweepOrder,
+      calibration: lab.calibration,
+      calibrationWindows: { ...strategies.calibrationWindows },
+    },
     proxy((point: SpeedPoint) => {
       if (!isCurrent()) return;
       const points = [...strategies.speed.points];
