@@ -1,0 +1,84 @@
+// The transformers.js peer's side of `npm run bench`, the same code in Node (onnxruntime-node CPU) and in
+// the Chromium bench page (onnxruntime-web, WebGPU or wasm EP). It receives the transformers.js module, so
+// it has no import of its own. Timing mirrors engine-bench.ts: greedy generate() with a KV cache, D + 1 new
+// tokens; prefill = start → first new token, decode = each later token. Timestamps come from a streamer,
+// whose put() generate() calls with the prompt and then after every sampled token.
+
+/** Deterministic token ids in [1, vocab) — the same sequence as syntheticIds in engine-bench.ts. */
+export function syntheticIds(count, vocab, seed) {
+  let a = seed >>> 0;
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    out.push(1 + (a % (vocab - 1)));
+  }
+  return out;
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const round = (x, digits = 3) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : x);
+
+async function generateTimed(tjs, model, ids, steps) {
+  const input_ids = new tjs.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]);
+  const attention_mask = new tjs.Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]);
+  const stamps = [];
+  const streamer = { put: () => stamps.push(performance.now()), end: () => {} };
+  const t0 = performance.now();
+  const out = await model.generate({ input_ids, attention_mask, max_new_tokens: steps + 1, min_new_tokens: steps + 1, do_sample: false, streamer });
+  // stamps[0]: the prompt (before the first forward); stamps[1]: the first new token; then one per step
+  const prefillMs = stamps[1] - t0;
+  const stepMs = stamps.slice(2).map((s, i) => s - stamps[i + 1]);
+  const tokens = out.tolist()[0].slice(ids.length).map(Number);
+  return { prefillMs, stepMs, tokens };
+}
+
+/**
+ * config: { model (id under env.localModelPath), device ('webgpu' | 'wasm' | 'cpu'), vocab, prompt, decode,
+ * reps, warmup ('full' | 'prompt' | 'short' | 'minimal') }
+ */
+export async function runTjsBench(tjs, config, log = () => {}) {
+  const out = { runtime: `transformers.js ${tjs.env.version} (${config.device})`, wasmThreads: tjs.env.backends?.onnx?.wasm?.numThreads ?? null };
+  let t = performance.now();
+  const model = await tjs.AutoModelForCausalLM.from_pretrained(config.model, { device: config.device, dtype: 'fp32' });
+  out.load = { loadMs: round(performance.now() - t, 1) };
+  log(`loaded ${config.model} on ${config.device} in ${(performance.now() - t).toFixed(0)} ms`);
+  try {
+    const prompt = syntheticIds(config.prompt, config.vocab, 1);
+    t = performance.now();
+    // the same warm-up sizes as warmupSize in engine-bench.ts
+    const sizes = { full: [config.prompt, config.decode], prompt: [config.prompt, 1], short: [Math.min(4, config.prompt), 2], minimal: [Math.min(2, config.prompt), 1] };
+    const [warmPrompt, warmSteps] = sizes[config.warmup];
+    await generateTimed(tjs, model, prompt.slice(0, warmPrompt), warmSteps);
+    out.warmupMs = round(performance.now() - t, 1);
+    log(`warm-up ${(performance.now() - t).toFixed(0)} ms`);
+    const prefill = [];
+    const steps = [];
+    let tokens = [];
+    for (let r = 0; r < config.reps; r++) {
+      const run = await generateTimed(tjs, model, prompt, config.decode);
+      prefill.push(run.prefillMs);
+      steps.push(...run.stepMs);
+      tokens = run.tokens;
+    }
+    const prefillMs = median(prefill);
+    const stepMs = median(steps);
+    out.throughput = {
+      prompt: config.prompt,
+      decode: config.decode,
+      reps: config.reps,
+      prefillMs: prefill.map((x) => round(x, 1)),
+      decodeStepMs: steps.map((x) => round(x, 1)),
+      prefillTokS: round((config.prompt * 1000) / prefillMs),
+      decodeTokS: round(1000 / stepMs),
+      tokens,
+    };
+    log(`throughput: prefill ${config.prompt} tok ${prefillMs.toFixed(1)} ms, decode ${stepMs.toFixed(1)} ms/token`);
+  } finally {
+    await model.dispose?.();
+  }
+  return out;
+}
