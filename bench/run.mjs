@@ -165,14 +165,14 @@ const MODELS = {
     },
     sectionReason: {
       'ours-cpu-node': 'time budget: only throughput with tiny counts for this shape',
-      'ours-webgpu-node': 'time budget: only throughput (tiny counts) and memory for this shape on the software adapter (~40 s per decode step)',
+      'ours-webgpu-node': 'time budget: only throughput (tiny counts) and memory for this shape on the software adapter (seconds per decode step, see the throughput row)',
     },
     // one row may take this long at most (seconds), whatever --timeout says
     rowTimeout: { 'ours-webgpu-node': 600 },
     skipReason: {
       'ours-webgpu-chromium': 'time budget: same kernels as the Node WebGPU row, plus a ~1 GB fetch and upload in the page (run with --all)',
       'tjs-webgpu-chromium':
-        'time budget: no ONNX export made — the fp32 export is ~2.5 GB (tied head stored twice) and transformers.js WebGPU on SwiftShader already takes 13–17 s/token on the 135M shape (~3.7× fewer weights)',
+        'time budget: no ONNX export made — the fp32 export is ~2.5 GB (tied head stored twice) and transformers.js WebGPU on SwiftShader already takes ~10–18 s per decode step on the 135M shape (~3.7× fewer weights; see its row)',
       'tjs-wasm-chromium': 'no ONNX export made (~2.5 GB fp32; time budget, see the WebGPU row); the page would also have to hold 2.5 GB of wasm memory',
       'tjs-cpu-node': 'no ONNX export made (~2.5 GB fp32, several minutes of torch export on 2 cores): time budget',
     },

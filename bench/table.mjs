@@ -71,7 +71,8 @@ export function renderTable(results, { RUNTIME_TITLES }) {
     out.push(
       `- ${m.title} (${m.shape}): prompt ${s.prompt}, decode ${s.decode} step(s), ${s.reps} timed rep(s), warm-up ${WARMUP[s.warmup]}` +
         `${name === 'embedded' ? '' : ' — **counts shrunk** for the software adapter'}; scoring forwards of ${s.scoreLen} tokens × ${s.scoreReps} each; ` +
-        `${s.toggles} toggles of ${s.toggleLen}-token forwards; pruned: ${s.prunedRounds} round(s) of a ${s.prunedPrompt}-token prompt + ${s.prunedSteps} step(s) per plan`,
+        `${s.toggles} toggles of ${s.toggleLen}-token forwards; pruned: ${s.prunedRounds} round(s) of a ${s.prunedPrompt}-token prompt + ${s.prunedSteps} step(s) per plan` +
+        " (a row may take more samples where it is cheap: each section's table gives its counts)",
     );
   }
   out.push('');
