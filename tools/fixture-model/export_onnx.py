@@ -72,9 +72,11 @@ class CachedLlama(torch.nn.Module):
             k = torch.cat([past[2 * i], k], dim=2)
             v = torch.cat([past[2 * i + 1], v], dim=2)
             presents += [k, v]
+            # GQA as unsqueeze + expand + reshape: torch 1.13's export of repeat_interleave makes a graph
+            # onnxruntime 1.30 rejects at run time ("left operand cannot broadcast").
             rep = h // kv
-            kk = k.repeat_interleave(rep, dim=1)
-            vv = v.repeat_interleave(rep, dim=1)
+            kk = k.unsqueeze(2).expand(-1, -1, rep, -1, -1).reshape(b, h, -1, d)
+            vv = v.unsqueeze(2).expand(-1, -1, rep, -1, -1).reshape(b, h, -1, d)
             scores = q @ kk.transpose(-1, -2) / math.sqrt(d)
             scores = scores.masked_fill(~allowed, -1e9)
             a = (torch.softmax(scores, -1) @ vv).transpose(1, 2).reshape(b, t, h * d)
@@ -125,11 +127,13 @@ def export(model_dir, out):
     pos = torch.tensor([[2, 3, 4]])
     past_names = [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
     present_names = [f"present.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
-    axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total"}, "position_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
+    # transformers.js builds the empty first-step cache from the input metadata and resolves only the symbol
+    # "batch_size" for the batch axis: any other name becomes 0.
+    axes = {"input_ids": {0: "batch_size", 1: "seq"}, "attention_mask": {0: "batch_size", 1: "total"}, "position_ids": {0: "batch_size", 1: "seq"}, "logits": {0: "batch_size", 1: "seq"}}
     for n in past_names:
-        axes[n] = {0: "batch", 2: "past"}
+        axes[n] = {0: "batch_size", 2: "past"}
     for n in present_names:
-        axes[n] = {0: "batch", 2: "total"}
+        axes[n] = {0: "batch_size", 2: "total"}
     with torch.no_grad():
         torch.onnx.export(module, (ids, mask, pos, *past), os.path.join(out, "onnx", "model.onnx"), input_names=["input_ids", "attention_mask", "position_ids", *past_names], output_names=["logits", *present_names], dynamic_axes=axes, opset_version=14)
     print(f"wrote {out}/onnx/model.onnx")
