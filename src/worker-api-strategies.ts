@@ -5,10 +5,12 @@
  */
 import type { LensToken } from './analysis/logit-lens.ts';
 import type { SimilarityMatrix } from './analysis/similarity.ts';
+import type { SpeedPoint } from './analysis/speed.ts';
 import type { Strategy, SweepProgress, SweepResult, SweepStepEvent } from './analysis/sweep.ts';
 import type { Outcome, RemovalSpec, TextSourceSpec, WindowSettings } from './worker-api.ts';
 
 export type { SimilarityMatrix } from './analysis/similarity.ts';
+export type { SpeedPoint } from './analysis/speed.ts';
 export type { Strategy, SweepProgress, SweepResult, SweepStep, SweepStepEvent } from './analysis/sweep.ts';
 
 export interface SweepSettings {
@@ -83,14 +85,6 @@ export interface SpeedSettings {
   order: number[] | null;
   calibration: TextSourceSpec;
   calibrationWindows: WindowSettings;
-}
-
-export interface SpeedPoint {
-  k: number;
-  removed: number[];
-  /** 1 / median decode-forward time. */
-  tokensPerSecond: number;
-  msPerToken: number;
 }
 
 export interface SpeedResult {

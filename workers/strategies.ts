@@ -9,12 +9,13 @@ import { blockScores, rankBlocks } from '../src/analysis/influence.ts';
 import { logitLens } from '../src/analysis/logit-lens.ts';
 import { clozeTasks, type EncodedMcItem, encodeMcItems, evaluateMc, type McItem, type McResult, parseMcJsonl } from '../src/analysis/mc.ts';
 import { layerSimilarity } from '../src/analysis/similarity.ts';
-import { prefixSet, runSweep } from '../src/analysis/sweep.ts';
+import { decodeSpeedAlong } from '../src/analysis/speed.ts';
+import { runSweep } from '../src/analysis/sweep.ts';
 import { PruneLabError } from '../src/engine/errors.ts';
 import type { Model } from '../src/engine/model.ts';
 import { makePlan } from '../src/engine/plan.ts';
 import { windows } from '../src/engine/tokenizer.ts';
-import type { LensView, McComparison, McSummary, McTasksSpec, SpeedPoint, SpeedResult, StrategiesApi } from '../src/worker-api-strategies.ts';
+import type { LensView, McComparison, McSummary, McTasksSpec, SpeedResult, StrategiesApi } from '../src/worker-api-strategies.ts';
 import type { Outcome, RemovalSpec, TextSourceSpec, WindowSettings } from '../src/worker-api.ts';
 
 /** What engine.worker.ts lends: its job runner (per-job cancel, errors as values) and model helpers. */
@@ -40,14 +41,6 @@ const NOTHING = (r: RemovalSpec) => r.blocks.length + r.attention.length + r.mlp
 
 function summary(result: McResult, items: readonly EncodedMcItem[]): McSummary {
   return { accuracy: result.accuracy, accNorm: result.accNorm, n: result.n, meanChoices: items.reduce((a, i) => a + i.continuations.length, 0) / items.length };
-}
-
-/** Rounds of the speed ladder; each k reports its best round. */
-const SPEED_ROUNDS = 3;
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 export function strategiesApi(ctx: WorkerContext): StrategiesApi {
@@ -181,29 +174,11 @@ export function strategiesApi(ctx: WorkerContext): StrategiesApi {
           const calibration = await sequences(model, settings.calibration, settings.calibrationWindows, 'calibration', signal);
           order = rankBlocks(blockScores(await ctx.jobView(model).score(calibration, makePlan(layers), { signal })), 'bi');
         }
-        // Decode speed = 1 / time of a one-token forward with the KV cache (the prompt pass is not timed): per
-        // k the median over `tokens` forwards, best of SPEED_ROUNDS rounds that each walk k = 0 … L − 1 (so a
-        // busy moment of the machine or the JIT warming up does not land on one k), after a warm-up walk.
-        const measure = async (removed: number[], tokens: number) => {
-          const decodeMs: number[] = [];
-          let forwards = 0;
-          const view = ctx.jobView(model, (ms) => {
-            if (forwards++ > 0) decodeMs.push(ms);
-          });
-          await view.generate(promptIds, makePlan(layers, { blocks: removed }), { maxNewTokens: tokens + 1, temperature: 0, stopAtEos: false, signal });
-          return median(decodeMs);
-        };
-        const sets = Array.from({ length: layers }, (_, k) => prefixSet(order as number[], k));
-        for (const removed of sets) await measure(removed, Math.max(2, Math.ceil(settings.tokens / 2)));
-        const best: number[] = sets.map(() => Number.POSITIVE_INFINITY);
-        const points: SpeedPoint[] = [];
-        for (let round = 0; round < SPEED_ROUNDS; round++) {
-          for (let k = 0; k < layers; k++) {
-            best[k] = Math.min(best[k], await measure(sets[k], settings.tokens));
-            points[k] = { k, removed: sets[k], msPerToken: best[k], tokensPerSecond: 1000 / best[k] };
-            ctx.notify(onPoint, points[k]);
-          }
-        }
+        const points = await decodeSpeedAlong((onForward) => ctx.jobView(model, onForward), layers, order, promptIds, {
+          tokens: settings.tokens,
+          signal,
+          onPoint: (point) => ctx.notify(onPoint, point),
+        });
         return { order, layers, points };
       });
     },
