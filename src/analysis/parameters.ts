@@ -19,13 +19,13 @@ export interface RemovalSets {
 
 const count = (t: HostTensor | null | undefined) => (t ? t.shape.reduce((a, b) => a * b, 1) : 0);
 const linear = (l: Linear | null) => (l ? count(l.weight) + count(l.bias) : 0);
-const norm = (n: Norm) => count(n.weight) + count(n.bias);
+const norm = (n: Norm | null) => (n ? count(n.weight) + count(n.bias) : 0);
 
 /** Parameters per block, counted from the tensors the recipe bound (so biases and q/k norms are included). */
 export function blockParameters(blocks: readonly BlockWeights[]): BlockParameters[] {
   return blocks.map((b, index) => {
-    const attention = norm(b.attnNorm) + linear(b.q) + linear(b.k) + linear(b.v) + linear(b.o) + count(b.qNorm) + count(b.kNorm);
-    const mlp = norm(b.mlpNorm) + linear(b.gate) + linear(b.up) + linear(b.down);
+    const attention = norm(b.attnNorm) + norm(b.attnPostNorm) + linear(b.q) + linear(b.k) + linear(b.v) + linear(b.o) + count(b.qNorm) + count(b.kNorm);
+    const mlp = norm(b.mlpNorm) + norm(b.mlpPostNorm) + linear(b.gate) + linear(b.up) + linear(b.down);
     return { index, attention, mlp, total: attention + mlp };
   });
 }

@@ -1,11 +1,11 @@
 /** Reads an HF checkpoint from any source: config.json, single or sharded safetensors, tokenizer files. */
-import { bindGpt2Weights } from './arch/gpt2.ts';
-import { bindLlamaWeights } from './arch/llama.ts';
-import { type ModelSpec, parseConfig } from './config.ts';
+import type { FamilyDefinition } from './arch/family.ts';
+import { familyForConfig } from './arch/registry.ts';
+import type { ModelSpec } from './config.ts';
 import { PruneLabError } from './errors.ts';
 import { type HostTensor, parseSafetensors } from './safetensors.ts';
 import type { ModelSource } from './sources.ts';
-import { canonicalName, type ModelWeights } from './weights.ts';
+import { canonicalName, type ModelWeights, TensorStore } from './weights.ts';
 
 export interface TokenizerFiles {
   tokenizerJson: unknown;
@@ -15,6 +15,8 @@ export interface TokenizerFiles {
 export interface Checkpoint {
   label: string;
   config: Record<string, unknown>;
+  /** The registry entry that read this checkpoint (export, healing and the UI ask it). */
+  family: FamilyDefinition;
   spec: ModelSpec;
   weights: ModelWeights;
   tokenizer: TokenizerFiles | null;
@@ -65,7 +67,8 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
   const { signal } = options;
   const config = await readJson(source, 'config.json', signal);
   if (config === null) throw new PruneLabError(`no config.json in ${source.label}`, { file: 'config.json' });
-  const spec = parseConfig(config);
+  const family = familyForConfig(config);
+  const spec = family.parseConfig(config as Record<string, unknown>);
   const names = await weightFiles(source, signal);
   const tensors = new Map<string, HostTensor>();
   const files: Checkpoint['files'] = [];
@@ -81,12 +84,12 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
     const fileTensors = parseSafetensors(bytes, name);
     files.push({ name, tensors: fileTensors });
     for (const [tensorName, t] of fileTensors) {
-      const canonical = canonicalName(tensorName);
+      const canonical = canonicalName(tensorName, family.prefixes);
       if (tensors.has(canonical)) throw new PruneLabError(`appears twice (also in ${tensors.get(canonical)?.file})`, { file: name, tensor: tensorName });
       tensors.set(canonical, t);
     }
   }
-  const weights = spec.family === 'gpt2' ? bindGpt2Weights(spec, tensors) : bindLlamaWeights(spec, tensors);
+  const weights = family.bindWeights(spec, new TensorStore(tensors, family.isBuffer), config as Record<string, unknown>);
   const tokenizerJson = await readJson(source, 'tokenizer.json', signal);
   const tokenizerConfig = tokenizerJson === null ? null : ((await readJson(source, 'tokenizer_config.json', signal)) ?? {});
   const used = new Set<HostTensor>();
@@ -104,7 +107,12 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
   visit(weights.finalNorm.weight);
   visit(weights.finalNorm.bias);
   for (const b of weights.blocks) {
-    for (const t of [b.attnNorm.weight, b.attnNorm.bias, b.qNorm, b.kNorm, b.mlpNorm.weight, b.mlpNorm.bias]) visit(t);
+    for (const n of [b.attnNorm, b.attnPostNorm, b.mlpNorm, b.mlpPostNorm]) {
+      visit(n?.weight ?? null);
+      visit(n?.bias ?? null);
+    }
+    visit(b.qNorm);
+    visit(b.kNorm);
     for (const l of [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]) {
       if (l) {
         visit(l.weight);
@@ -115,6 +123,7 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
   return {
     label: source.label,
     config: config as Record<string, unknown>,
+    family,
     spec,
     weights,
     tokenizer: tokenizerJson === null ? null : { tokenizerJson, tokenizerConfig },

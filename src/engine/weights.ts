@@ -17,20 +17,29 @@ export interface Norm {
   bias: HostTensor | null;
 }
 
+/**
+ * One block. Sequential blocks run x += post(attn(pre(x))); x += post(mlp(pre(x))) with any of the four
+ * norms absent; parallel-residual blocks (spec.parallelResidual) add both halves, computed from the
+ * block input.
+ */
 export interface BlockWeights {
-  attnNorm: Norm;
+  /** Norm before attention (null: olmo2 has none). */
+  attnNorm: Norm | null;
   q: Linear;
   k: Linear;
   v: Linear;
   o: Linear;
-  /** qwen3: RMSNorm over head_dim applied to each q / k head before RoPE. */
+  /** RMSNorm applied to q / k before RoPE (per head, or over the projection: spec.qkNorm). */
   qNorm: HostTensor | null;
   kNorm: HostTensor | null;
-  mlpNorm: Norm;
-  /** SwiGLU gate (llama family); null for GPT-2's plain MLP. */
+  /** Norm of the attention output before the residual add (gemma, olmo2). */
+  attnPostNorm: Norm | null;
+  mlpNorm: Norm | null;
+  /** Gated MLP's gate (act(gate) · up); null for GPT-2 / GPT-NeoX's plain MLP. */
   gate: Linear | null;
   up: Linear;
   down: Linear;
+  mlpPostNorm: Norm | null;
 }
 
 export interface ModelWeights {
@@ -102,10 +111,19 @@ export function rowSlice(t: HostTensor, begin: number, end: number, name: string
   return { name, file: t.file, dtype: t.dtype, shape, bytes: t.bytes.subarray(begin * rowElems * size, end * rowElems * size) };
 }
 
-/** Strips the wrapper prefixes HF checkpoints use (`model.`, `transformer.`). */
-export function canonicalName(name: string): string {
-  for (const prefix of ['model.', 'transformer.']) {
+/** Strips the first matching wrapper prefix (`model.`, `transformer.`, `gpt_neox.`). */
+export function canonicalName(name: string, prefixes: readonly string[]): string {
+  for (const prefix of prefixes) {
     if (name.startsWith(prefix)) return name.slice(prefix.length);
   }
   return name;
+}
+
+/** A new 2-D tensor made of the given rows of `t`, in that order (for interleaved fused layouts). */
+export function gatherRows(t: HostTensor, rows: readonly number[], name: string): HostTensor {
+  const rowElems = t.shape.length === 2 ? t.shape[1] : 1;
+  const rowBytes = rowElems * ELEMENT_BYTES[t.dtype];
+  const out = new Uint8Array(rows.length * rowBytes);
+  rows.forEach((r, k) => out.set(t.bytes.subarray(r * rowBytes, (r + 1) * rowBytes), k * rowBytes));
+  return { name, file: t.file, dtype: t.dtype, shape: t.shape.length === 2 ? [rows.length, rowElems] : [rows.length], bytes: out };
 }

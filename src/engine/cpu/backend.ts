@@ -1,37 +1,36 @@
 /**
- * The reference backend: plain TypeScript over Float32Array, clarity over speed. Its `forward` walks the
- * plan's blocks calling the named steps of ops.ts; the WebGPU backend mirrors these step names.
+ * The CPU backend: plain TypeScript over Float32Array, clarity over speed. Its `forward` walks the plan's
+ * blocks calling the named steps of ops.ts, and reads like the math; every matrix product goes through a
+ * kernel set (kernels.ts: the TypeScript reference, or a fast one), so the recipe is written once. The
+ * WebGPU backend mirrors these step names.
  */
 import type { Backend, BlockStatSums, ForwardRequest, ForwardResult, KVCache } from '../backend.ts';
-import type { ModelSpec } from '../config.ts';
-import { PruneLabError } from '../errors.ts';
+import type { LayerKind, ModelSpec } from '../config.ts';
+import { checkForward } from '../forward-checks.ts';
 import { planKey, type Plan } from '../plan.ts';
 import { decodeToF32, type HostTensor } from '../safetensors.ts';
 import type { Linear, ModelWeights, Norm } from '../weights.ts';
-import { addInPlace, blockStatSums, causalAttention, gelu_new, layerNorm, mapInPlace, matmul, nll, rmsNorm, rope, swiglu } from './ops.ts';
+import { type CpuKernels, type PreparedLinear, referenceKernels } from './kernels.ts';
+import { ACTIVATIONS, addInPlace, blockStatSums, causalAttention, finalLogits, gated, layerNorm, mapInPlace, nll, rmsNorm, rope } from './ops.ts';
 
-interface F32Linear {
-  w: Float32Array;
-  b: Float32Array | null;
-  out: number;
-  inp: number;
-}
 interface F32Norm {
   w: Float32Array;
   b: Float32Array | null;
 }
-interface F32Block {
-  attnNorm: F32Norm;
-  q: F32Linear;
-  k: F32Linear;
-  v: F32Linear;
-  o: F32Linear;
+interface CpuBlock {
+  attnNorm: F32Norm | null;
+  q: PreparedLinear;
+  k: PreparedLinear;
+  v: PreparedLinear;
+  o: PreparedLinear;
   qNorm: Float32Array | null;
   kNorm: Float32Array | null;
-  mlpNorm: F32Norm;
-  gate: F32Linear | null;
-  up: F32Linear;
-  down: F32Linear;
+  attnPostNorm: F32Norm | null;
+  mlpNorm: F32Norm | null;
+  gate: PreparedLinear | null;
+  up: PreparedLinear;
+  down: PreparedLinear;
+  mlpPostNorm: F32Norm | null;
 }
 
 class CpuCache implements KVCache {
@@ -60,22 +59,29 @@ export class CpuBackend implements Backend {
   readonly info;
   private readonly embed: Float32Array;
   private readonly positions: Float32Array | null;
-  private readonly blocks: F32Block[];
+  private readonly blocks: CpuBlock[];
   private readonly finalNorm: F32Norm;
-  private readonly lmHead: Float32Array;
+  private readonly lmHead: PreparedLinear;
+  private readonly act: (v: number) => number;
 
   constructor(
     private readonly spec: ModelSpec,
     weights: ModelWeights,
+    private readonly kernels: CpuKernels = referenceKernels(),
   ) {
-    const cache = new Map<HostTensor, Float32Array>();
+    const decoded = new Map<HostTensor, Float32Array>();
     const f32 = (t: HostTensor) => {
-      let v = cache.get(t);
-      if (!v) cache.set(t, (v = decodeToF32(t)));
+      let v = decoded.get(t);
+      if (!v) decoded.set(t, (v = decodeToF32(t)));
       return v;
     };
-    const lin = (l: Linear): F32Linear => ({ w: f32(l.weight), b: l.bias ? f32(l.bias) : null, out: l.weight.shape[0], inp: l.weight.shape[1] });
-    const norm = (n: Norm): F32Norm => ({ w: f32(n.weight), b: n.bias ? f32(n.bias) : null });
+    const prepared = new Map<HostTensor, PreparedLinear>();
+    const lin = (l: Linear): PreparedLinear => {
+      let p = prepared.get(l.weight);
+      if (!p) prepared.set(l.weight, (p = kernels.prepareLinear(l.weight, l.bias)));
+      return p;
+    };
+    const norm = (n: Norm | null): F32Norm | null => (n ? { w: f32(n.weight), b: n.bias ? f32(n.bias) : null } : null);
     this.embed = f32(weights.embed);
     this.positions = weights.positions ? f32(weights.positions) : null;
     this.blocks = weights.blocks.map((b) => ({
@@ -86,60 +92,78 @@ export class CpuBackend implements Backend {
       o: lin(b.o),
       qNorm: b.qNorm ? f32(b.qNorm) : null,
       kNorm: b.kNorm ? f32(b.kNorm) : null,
+      attnPostNorm: norm(b.attnPostNorm),
       mlpNorm: norm(b.mlpNorm),
       gate: b.gate ? lin(b.gate) : null,
       up: lin(b.up),
       down: lin(b.down),
+      mlpPostNorm: norm(b.mlpPostNorm),
     }));
-    this.finalNorm = norm(weights.finalNorm);
-    this.lmHead = f32(weights.lmHead);
-    let weightBytes = 0;
-    for (const v of cache.values()) weightBytes += v.byteLength;
-    this.info = { kind: 'cpu' as const, description: 'CPU (TypeScript reference)', weightBytes };
+    this.finalNorm = norm(weights.finalNorm) as F32Norm;
+    this.lmHead = lin({ weight: weights.lmHead, bias: null });
+    this.act = ACTIVATIONS[spec.activation];
+    let weightBytes = kernels.weightBytes;
+    for (const v of decoded.values()) weightBytes += v.byteLength;
+    const threads = kernels.threads > 1 ? `, ${kernels.threads} threads` : '';
+    this.info = { kind: 'cpu' as const, description: `CPU (${kernels.description}${threads})`, weightBytes };
   }
 
   createCache(capacity: number, plan: Plan): KVCache {
     return new CpuCache(capacity, planKey(plan), this.spec.kvHeads * this.spec.headDim);
   }
 
-  dispose(): void {}
-
-  private normalize(x: Float32Array, n: F32Norm): Float32Array {
-    const { hidden, normEps } = this.spec;
-    return this.spec.norm === 'rms' ? rmsNorm(x, hidden, n.w, normEps) : layerNorm(x, hidden, n.w, n.b as Float32Array, normEps);
+  dispose(): void {
+    this.kernels.dispose();
   }
 
-  private linear(x: Float32Array, rows: number, l: F32Linear): Float32Array {
-    return matmul(x, rows, l.w, l.out, l.inp, l.b);
+  /** The family's norm (RMSNorm, Gemma's (1 + w) RMSNorm, or LayerNorm); a missing norm is the identity. */
+  private normalize(x: Float32Array, n: F32Norm | null): Float32Array {
+    if (!n) return x;
+    const { hidden, normEps, normOffset } = this.spec;
+    return this.spec.norm === 'rms' ? rmsNorm(x, hidden, n.w, normEps, normOffset) : layerNorm(x, hidden, n.w, n.b as Float32Array, normEps);
   }
 
-  /** x_0: token embedding (+ learned position embedding). */
+  private async linear(x: Float32Array, rows: number, l: PreparedLinear): Promise<Float32Array> {
+    return this.kernels.linear(x, rows, l);
+  }
+
+  /** x_0: token embedding × embedScale (+ learned position embedding). */
   private embedTokens(ids: ArrayLike<number>, firstPosition: number): Float32Array {
-    const { hidden, vocabSize, maxPositions } = this.spec;
+    const { hidden, embedScale } = this.spec;
     const x = new Float32Array(ids.length * hidden);
     for (let t = 0; t < ids.length; t++) {
-      const id = ids[t];
-      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new PruneLabError(`token id ${id} is outside the vocabulary (0..${vocabSize - 1})`, { field: 'ids' });
-      x.set(this.embed.subarray(id * hidden, (id + 1) * hidden), t * hidden);
+      const row = this.embed.subarray(ids[t] * hidden, (ids[t] + 1) * hidden);
+      for (let i = 0; i < hidden; i++) x[t * hidden + i] = row[i] * embedScale;
       if (this.positions) {
         const pos = firstPosition + t;
-        if (pos >= maxPositions) throw new PruneLabError(`position ${pos} exceeds the model's ${maxPositions} learned positions`, { field: 'seq-len' });
         for (let i = 0; i < hidden; i++) x[t * hidden + i] += this.positions[pos * hidden + i];
       }
     }
     return x;
   }
 
-  private attention(xNorm: Float32Array, rows: number, block: F32Block, index: number, firstPosition: number, cache: CpuCache | null): Float32Array {
-    const { heads, kvHeads, headDim, normEps, ropeInvFreq } = this.spec;
-    const q = this.linear(xNorm, rows, block.q);
-    let k = this.linear(xNorm, rows, block.k);
-    const v = this.linear(xNorm, rows, block.v);
-    const qn = block.qNorm ? rmsNorm(q, headDim, block.qNorm, normEps) : q;
-    if (block.kNorm) k = rmsNorm(k, headDim, block.kNorm, normEps);
-    if (ropeInvFreq) {
-      rope(qn, rows, heads, headDim, ropeInvFreq, firstPosition);
-      rope(k, rows, kvHeads, headDim, ropeInvFreq, firstPosition);
+  private async attention(
+    xNorm: Float32Array,
+    rows: number,
+    block: CpuBlock,
+    kind: LayerKind,
+    index: number,
+    firstPosition: number,
+    cache: CpuCache | null,
+  ): Promise<Float32Array> {
+    const { heads, kvHeads, headDim, normEps, normOffset, qkNorm, attnScale, attnSoftcap } = this.spec;
+    let q = await this.linear(xNorm, rows, block.q);
+    let k = await this.linear(xNorm, rows, block.k);
+    const v = await this.linear(xNorm, rows, block.v);
+    if (block.qNorm && block.kNorm) {
+      // Per head (qwen3, gemma3) or over the whole projection (olmo2).
+      q = rmsNorm(q, qkNorm === 'head' ? headDim : heads * headDim, block.qNorm, normEps, normOffset);
+      k = rmsNorm(k, qkNorm === 'head' ? headDim : kvHeads * headDim, block.kNorm, normEps, normOffset);
+    }
+    if (kind.rope) {
+      const { rotaryDim, invFreq, attentionFactor } = kind.rope;
+      rope(q, rows, heads, headDim, rotaryDim, invFreq, attentionFactor, firstPosition);
+      rope(k, rows, kvHeads, headDim, rotaryDim, invFreq, attentionFactor, firstPosition);
     }
     let keys = k;
     let values = v;
@@ -150,25 +174,22 @@ export class CpuBackend implements Backend {
       keys = layer.keys;
       values = layer.values;
     }
-    const attended = causalAttention(qn, rows, keys, values, cache ? firstPosition : 0, heads, kvHeads, headDim);
+    const shape = { heads, kvHeads, headDim, scale: attnScale, softcap: attnSoftcap, window: kind.window };
+    const attended = causalAttention(q, rows, keys, values, cache ? firstPosition : 0, shape);
     return this.linear(attended, rows, block.o);
   }
 
-  private mlp(xNorm: Float32Array, rows: number, block: F32Block): Float32Array {
-    const up = this.linear(xNorm, rows, block.up);
-    const act = block.gate ? swiglu(this.linear(xNorm, rows, block.gate), up) : mapInPlace(up, gelu_new);
+  private async mlp(xNorm: Float32Array, rows: number, block: CpuBlock): Promise<Float32Array> {
+    const up = await this.linear(xNorm, rows, block.up);
+    const act = block.gate ? gated(await this.linear(xNorm, rows, block.gate), up, this.act) : mapInPlace(up, this.act);
     return this.linear(act, rows, block.down);
   }
 
   async forward(request: ForwardRequest): Promise<ForwardResult> {
     const { ids, plan } = request;
-    const { hidden, vocabSize } = this.spec;
-    const rows = ids.length;
-    if (rows === 0) throw new PruneLabError('cannot run a forward pass on zero tokens', { field: 'ids' });
+    const { hidden, vocabSize, residualScale } = this.spec;
     const cache = (request.cache as CpuCache | undefined) ?? null;
-    if (cache && cache.planKey !== planKey(plan)) throw new PruneLabError('the KV cache was filled under a different plan', { field: 'cache' });
-    const firstPosition = cache ? cache.length : 0;
-    if (cache && firstPosition + rows > cache.capacity) throw new PruneLabError(`KV cache holds ${cache.capacity} positions`, { field: 'cache' });
+    const { rows, firstPosition } = checkForward(this.spec, request, CpuCache, this.blocks.length);
     const skipAttention = new Set(plan.skipAttention);
     const skipMlp = new Set(plan.skipMlp);
 
@@ -177,10 +198,19 @@ export class CpuBackend implements Backend {
     const stats: BlockStatSums[] | null = plan.capture === 'none' ? null : [];
     for (const i of plan.blocks) {
       const block = this.blocks[i];
-      if (!block) throw new PruneLabError(`block ${i} does not exist`, { field: 'plan' });
-      const input = stats ? x.slice() : x;
-      if (!skipAttention.has(i)) addInPlace(x, this.attention(this.normalize(x, block.attnNorm), rows, block, i, firstPosition, cache));
-      if (!skipMlp.has(i)) addInPlace(x, this.mlp(this.normalize(x, block.mlpNorm), rows, block));
+      const kind = this.spec.layerKinds[i];
+      const input = x.slice();
+      const attend = async (from: Float32Array) =>
+        this.normalize(await this.attention(this.normalize(from, block.attnNorm), rows, block, kind, i, firstPosition, cache), block.attnPostNorm);
+      const feed = async (from: Float32Array) => this.normalize(await this.mlp(this.normalize(from, block.mlpNorm), rows, block), block.mlpPostNorm);
+      if (this.spec.parallelResidual) {
+        // GPT-NeoX: both halves read the block input.
+        if (!skipAttention.has(i)) addInPlace(x, await attend(input), residualScale);
+        if (!skipMlp.has(i)) addInPlace(x, await feed(input), residualScale);
+      } else {
+        if (!skipAttention.has(i)) addInPlace(x, await attend(x), residualScale);
+        if (!skipMlp.has(i)) addInPlace(x, await feed(x), residualScale);
+      }
       if (stats) stats.push({ index: i, ...blockStatSums(input, x, hidden), tokens: rows });
       if (states) states.push(x.slice());
       x = x.slice();
@@ -194,7 +224,7 @@ export class CpuBackend implements Backend {
       const wantRows = request.logits === 'last' && !request.nll ? [rows - 1] : Array.from({ length: rows }, (_, t) => t);
       const picked = new Float32Array(wantRows.length * hidden);
       for (const [k, t] of wantRows.entries()) picked.set(x.subarray(t * hidden, (t + 1) * hidden), k * hidden);
-      const all = matmul(this.normalize(picked, this.finalNorm), wantRows.length, this.lmHead, vocabSize, hidden, null);
+      const all = finalLogits(await this.linear(this.normalize(picked, this.finalNorm), wantRows.length, this.lmHead), this.spec.logitScale, this.spec.finalSoftcap);
       if (request.nll) {
         for (let t = 0; t + 1 < rows; t++) nllSum += nll(all, t * vocabSize, vocabSize, ids[t + 1]);
         nllCount = rows - 1;
@@ -206,6 +236,6 @@ export class CpuBackend implements Backend {
   }
 }
 
-export async function createCpuBackend(spec: ModelSpec, weights: ModelWeights): Promise<Backend> {
-  return new CpuBackend(spec, weights);
+export async function createCpuBackend(spec: ModelSpec, weights: ModelWeights, kernels?: CpuKernels): Promise<Backend> {
+  return new CpuBackend(spec, weights, kernels);
 }

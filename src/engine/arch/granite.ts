@@ -1,0 +1,31 @@
+/**
+ * Granite 3: llama-shaped with four scalars: embeddings × embedding_multiplier, each half's output ×
+ * residual_multiplier before the add, attention scores × attention_multiplier (instead of 1/√head_dim),
+ * logits ÷ logits_scaling.
+ */
+import { type Json, num } from '../config-fields.ts';
+import type { ModelSpec } from '../config.ts';
+import type { FamilyDefinition } from './family.ts';
+import { bindLlamaShaped, isRotaryBuffer, LLAMA_EXPORT, llamaShapedSpec, PRE_NORM_NAMES } from './llama.ts';
+
+function parseGranite(c: Json): ModelSpec {
+  const spec = llamaShapedSpec('granite', c);
+  spec.embedScale = num(c, 'embedding_multiplier', 1);
+  spec.residualScale = num(c, 'residual_multiplier', 1);
+  spec.attnScale = num(c, 'attention_multiplier', 1);
+  spec.logitScale = 1 / num(c, 'logits_scaling', 1);
+  return spec;
+}
+
+export const graniteFamily: FamilyDefinition = {
+  name: 'granite',
+  modelTypes: ['granite'],
+  parseConfig: parseGranite,
+  bindWeights: (spec, store, c) => bindLlamaShaped(spec, store, PRE_NORM_NAMES, c.attention_bias === true),
+  isBuffer: isRotaryBuffer,
+  ...LLAMA_EXPORT,
+  // The fold T into down_proj also scales by residual_multiplier, which is linear: healing stays exact.
+  healUnsupported: null,
+  hubSuggestions: [{ id: 'ibm-granite/granite-3.1-1b-a400m-base', size: '≈2.7 GB' }],
+  summary: 'granite: embedding_multiplier, residual_multiplier, attention_multiplier (replaces 1/√head_dim), logits_scaling',
+};
