@@ -15,6 +15,8 @@ export interface TokenizerFiles {
 export interface Checkpoint {
   label: string;
   config: Record<string, unknown>;
+  /** config.json as written (export edits it in place: JSON.parse forgets that 3.0 was a float). */
+  configText?: string;
   /** The registry entry that read this checkpoint (export, healing and the UI ask it). */
   family: FamilyDefinition;
   spec: ModelSpec;
@@ -65,8 +67,10 @@ async function weightFiles(source: ModelSource, signal?: AbortSignal): Promise<s
 
 export async function loadCheckpoint(source: ModelSource, options: LoadOptions = {}): Promise<Checkpoint> {
   const { signal } = options;
-  const config = await readJson(source, 'config.json', signal);
-  if (config === null) throw new PruneLabError(`no config.json in ${source.label}`, { file: 'config.json' });
+  const configBytes = await source.read('config.json', undefined, signal);
+  if (configBytes === null) throw new PruneLabError(`no config.json in ${source.label}`, { file: 'config.json' });
+  const config = parseJson(configBytes, 'config.json');
+  const configText = new TextDecoder().decode(configBytes);
   const family = familyForConfig(config);
   const spec = family.parseConfig(config as Record<string, unknown>);
   const names = await weightFiles(source, signal);
@@ -123,6 +127,7 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
   return {
     label: source.label,
     config: config as Record<string, unknown>,
+    configText,
     family,
     spec,
     weights,

@@ -1,11 +1,15 @@
 /**
  * Writes a pruned copy of a checkpoint in HF layout: removed blocks' tensors dropped, the rest renumbered
- * (`layers.N` / `h.N` contiguous from 0), tensor names and dtypes otherwise as stored, config updated
- * (num_hidden_layers / n_layer and per-layer lists such as layer_types), tokenizer files kept.
+ * (the family's block-name pattern, contiguous from 0), tensor names and dtypes otherwise as stored (fused
+ * tensors stay fused), config updated (layer count and per-layer lists, arch/<family>.ts), tokenizer kept.
  */
+import type { FamilyDefinition } from '../engine/arch/family.ts';
+import { FAMILIES } from '../engine/arch/registry.ts';
 import type { Checkpoint } from '../engine/checkpoint.ts';
+import type { ModelSpec } from '../engine/config.ts';
 import { PruneLabError } from '../engine/errors.ts';
 import { writeSafetensors, type TensorToWrite } from '../engine/safetensors.ts';
+import { setTopLevelKeys } from './json-edit.ts';
 
 export interface PrunedFiles {
   /** file name -> bytes */
@@ -13,17 +17,19 @@ export interface PrunedFiles {
   keptBlocks: number[];
 }
 
-const BLOCK_NAME = /^((?:model\.|transformer\.)?(?:layers|h)\.)(\d+)(\..*)$/;
-/** config.json fields that hold one entry per layer. */
-const PER_LAYER_LISTS = ['layer_types', 'sliding_window_pattern_list', 'no_rope_layers'];
+/** config.json fields that hold one entry per layer, over all families (the transformers hand-off script cuts the same ones). */
+export const PER_LAYER_LISTS: readonly string[] = [...new Set(FAMILIES.flatMap((f) => f.perLayerKeys))];
 
-export function prunedConfig(config: Record<string, unknown>, layers: number, keptBlocks: number[]): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...config };
-  if ('n_layer' in out) out.n_layer = keptBlocks.length;
-  else out.num_hidden_layers = keptBlocks.length;
-  for (const key of PER_LAYER_LISTS) {
+/**
+ * The config of the kept blocks: the family's layer-count key, every per-layer list cut to the kept
+ * blocks, and the lists the family wants explicit (so no type is re-assigned by position).
+ */
+export function prunedConfig(config: Record<string, unknown>, family: FamilyDefinition, spec: ModelSpec, keptBlocks: number[]): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...config, ...(family.explicitPerLayer?.(spec, config) ?? {}) };
+  out[family.layerCountKey] = keptBlocks.length;
+  for (const key of family.perLayerKeys) {
     const list = out[key];
-    if (Array.isArray(list) && list.length === layers) out[key] = keptBlocks.map((i) => list[i]);
+    if (Array.isArray(list) && list.length === spec.layers) out[key] = keptBlocks.map((i) => list[i]);
   }
   return out;
 }
@@ -40,7 +46,7 @@ export function prunedCheckpointFiles(checkpoint: Checkpoint, removed: readonly 
   const tensors: TensorToWrite[] = [];
   for (const file of checkpoint.files) {
     for (const [name, t] of file.tensors) {
-      const m = BLOCK_NAME.exec(name);
+      const m = checkpoint.family.blockName.exec(name);
       let outName = name;
       if (m) {
         const old = Number(m[2]);
@@ -54,7 +60,9 @@ export function prunedCheckpointFiles(checkpoint: Checkpoint, removed: readonly 
   const files = new Map<string, Uint8Array>();
   files.set('model.safetensors', writeSafetensors(tensors, metadata));
   const encode = (value: unknown) => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
-  files.set('config.json', encode(prunedConfig(checkpoint.config, layers, keptBlocks)));
+  const config = prunedConfig(checkpoint.config, checkpoint.family, checkpoint.spec, keptBlocks);
+  const changed = Object.fromEntries(Object.entries(config).filter(([key, value]) => JSON.stringify(value) !== JSON.stringify(checkpoint.config[key])));
+  files.set('config.json', new TextEncoder().encode(setTopLevelKeys(checkpoint.configText ?? `${JSON.stringify(checkpoint.config, null, 2)}\n`, changed)));
   if (checkpoint.tokenizer) {
     files.set('tokenizer.json', encode(checkpoint.tokenizer.tokenizerJson));
     files.set('tokenizer_config.json', encode(checkpoint.tokenizer.tokenizerConfig));

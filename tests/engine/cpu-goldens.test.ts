@@ -4,13 +4,13 @@ import { blockScores } from '../../src/analysis/influence.ts';
 import { Model } from '../../src/engine/model.ts';
 import { makePlan, type Removal } from '../../src/engine/plan.ts';
 import { directorySource } from '../../src/engine/sources.ts';
-import { FIXTURES_DIR, fixtureNames, type GoldenBlock, type GoldenNll, maxRelativeError, readGolden } from './fixtures.ts';
+import { allFixtures, type GoldenBlock, type GoldenNll, maxRelativeError, readGolden } from './fixtures.ts';
 
-const names = fixtureNames();
-
-describe.each(names)('CPU backend vs float64 PyTorch goldens: %s', (name) => {
-  const golden = readGolden(name);
-  const modelPromise = Model.load(directorySource(join(FIXTURES_DIR, name)), 'cpu');
+// tests/fixtures: goldens of our float64 reference (itself checked against PyTorch); tests/fixtures-hf:
+// checkpoints written by transformers and goldens from transformers' own float64 forward.
+describe.each(allFixtures())('CPU backend vs float64 goldens: $label', ({ name, dir }) => {
+  const golden = readGolden(name, dir);
+  const modelPromise = Model.load(directorySource(join(dir, name)), 'cpu');
 
   async function check(removal: Removal, blocks: GoldenBlock[], nll: GoldenNll, lastLogits: number[][]) {
     const model = await modelPromise;

@@ -3,6 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const FIXTURES_DIR = join(import.meta.dirname, '..', 'fixtures');
+/** Checkpoints written by Hugging Face transformers itself (tools/hf-fixtures), goldens from its own float64 forward. */
+export const HF_FIXTURES_DIR = join(import.meta.dirname, '..', 'fixtures-hf');
 
 export interface GoldenBlock {
   index: number;
@@ -35,15 +37,23 @@ export interface Golden {
   mlpOnlyRemoval: { removedMlp: number[]; blocks: GoldenBlock[]; nll: GoldenNll; lastLogits: number[][] };
 }
 
-export function fixtureNames(): string[] {
-  return readdirSync(FIXTURES_DIR, { withFileTypes: true })
+export function fixtureNames(dir = FIXTURES_DIR): string[] {
+  return readdirSync(dir, { withFileTypes: true })
     .filter((d) => d.isDirectory())
     .map((d) => d.name)
     .sort();
 }
 
-export function readGolden(name: string): Golden {
-  return JSON.parse(readFileSync(join(FIXTURES_DIR, name, 'golden.json'), 'utf8')) as Golden;
+export function readGolden(name: string, dir = FIXTURES_DIR): Golden {
+  return JSON.parse(readFileSync(join(dir, name, 'golden.json'), 'utf8')) as Golden;
+}
+
+/** Every fixture of both sets: the hand-written float64 reference's and transformers' own. */
+export function allFixtures(): { label: string; name: string; dir: string }[] {
+  return [
+    ...fixtureNames(FIXTURES_DIR).map((name) => ({ label: name, name, dir: FIXTURES_DIR })),
+    ...fixtureNames(HF_FIXTURES_DIR).map((name) => ({ label: `hf/${name}`, name, dir: HF_FIXTURES_DIR })),
+  ];
 }
 
 export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {

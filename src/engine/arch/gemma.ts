@@ -92,7 +92,7 @@ export const gemma2Family: FamilyDefinition = {
   name: 'gemma2',
   modelTypes: ['gemma2'],
   parseConfig: parseGemma2,
-  hubSuggestions: [{ id: 'google/gemma-2-2b', size: '≈5.2 GB', gated: true }],
+  hubSuggestions: [{ id: 'google/gemma-2-2b', size: '≈10.5 GB (F32)', gated: true }],
   summary:
     'gemma2: (1 + w) RMSNorm before and after attention and MLP, embeddings × √hidden, query_pre_attn_scalar, tanh soft-capping of attention scores and final logits, alternating sliding-window layers, gelu (tanh) gated MLP',
 };

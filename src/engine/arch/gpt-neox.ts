@@ -111,7 +111,7 @@ export const gptNeoxFamily: FamilyDefinition = {
   healUnsupported:
     'GPT-NeoX runs attention and MLP in parallel from the block input, so the residual before the MLP add is not a state of the sequential stream; healing supports sequential blocks only',
   hubSuggestions: [
-    { id: 'EleutherAI/pythia-160m', size: '≈375 MB' },
+    { id: 'EleutherAI/pythia-160m', size: '≈325 MB' },
     { id: 'EleutherAI/pythia-410m', size: '≈911 MB' },
   ],
   summary:

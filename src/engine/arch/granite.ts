@@ -26,6 +26,6 @@ export const graniteFamily: FamilyDefinition = {
   ...LLAMA_EXPORT,
   // The fold T into down_proj also scales by residual_multiplier, which is linear: healing stays exact.
   healUnsupported: null,
-  hubSuggestions: [{ id: 'ibm-granite/granite-3.1-1b-a400m-base', size: '≈2.7 GB' }],
+  hubSuggestions: [{ id: 'ibm-granite/granite-3.3-2b-base', size: '≈5.1 GB' }],
   summary: 'granite: embedding_multiplier, residual_multiplier, attention_multiplier (replaces 1/√head_dim), logits_scaling',
 };
