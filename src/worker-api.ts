@@ -52,6 +52,8 @@ export interface ModelInfo {
   hidden: number;
   vocab: number;
   maxPositions: number;
+  /** GPT-2's learned position table: no position past maxPositions exists (RoPE models only extrapolate). */
+  learnedPositions: boolean;
   parameters: number;
   dtypes: string[];
   blockParameters: BlockParameters[];

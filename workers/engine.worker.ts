@@ -11,6 +11,7 @@ import { blockParameters } from '../src/analysis/parameters.ts';
 import type { Backend, BlockStatSums } from '../src/engine/backend.ts';
 import { type Checkpoint, loadCheckpoint } from '../src/engine/checkpoint.ts';
 import { describeError, PruneLabError } from '../src/engine/errors.ts';
+import { assertFiniteScores, assertFiniteWeights } from '../src/engine/finite.ts';
 import { accumulateStats, createBackend, Model } from '../src/engine/model.ts';
 import { makePlan } from '../src/engine/plan.ts';
 import { topTokens } from '../src/engine/sampling.ts';
@@ -195,6 +196,7 @@ function describeModel(model: Model, name: string, fallbackReason: string | null
     hidden: spec.hidden,
     vocab: spec.vocabSize,
     maxPositions: spec.maxPositions,
+    learnedPositions: spec.learnedPositions,
     parameters: checkpoint.parameters,
     dtypes: checkpoint.dtypes,
     blockParameters: blockParameters(checkpoint.weights.blocks),
@@ -219,6 +221,7 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
         notify(onProgress, expected && p.phase === 'download' ? { ...p, totalBytes: Math.max(expected, p.loadedBytes) } : p);
       };
       const checkpoint = await loadCheckpoint(source, { signal, progress: (loadedBytes, totalBytes, file) => report({ phase: 'download', loadedBytes, totalBytes, file }) });
+      assertFiniteWeights(checkpoint.weights);
       const weightBytes = checkpoint.files.reduce((a, f) => a + [...f.tensors.values()].reduce((b, t) => b + t.bytes.byteLength, 0), 0);
       notify(onProgress, { phase: 'backend', loadedBytes: weightBytes, totalBytes: weightBytes, file: '' });
       const { backend, fallbackReason } = await openBackend(checkpoint, backendChoice);
@@ -262,6 +265,7 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
         scores = blockScores(plan.blocks.map((i) => totals.get(i) as BlockStatSums));
         notify(onBatch, { sequencesDone: s + 1, sequencesTotal: sequences.length, tokensDone, tokensTotal, scores });
       }
+      assertFiniteScores(scores);
       return { scores, tokens: tokensDone, sequences: sequences.length, ms: performance.now() - start };
     });
   },

@@ -39,21 +39,37 @@ function decodeOne(t: HostTensor, bits: number): number {
   return (bits & 0x3ff) === 0 ? (bits & 0x8000 ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY) : Number.NaN;
 }
 
+/** Index of the first element whose exponent bits are all ones, or -1. 16-bit dtypes are read two per u32. */
+function firstNonFinite(t: HostTensor, exponent: { bits: 16 | 32; mask: number }): number {
+  const { mask } = exponent;
+  if (exponent.bits === 32 || t.bytes.byteLength % 4 !== 0) {
+    const values = elements(t, exponent.bits);
+    for (let i = 0; i < values.length; i++) if ((values[i] & mask) === mask) return i;
+    return -1;
+  }
+  const pairs = elements(t, 32);
+  const high = (mask << 16) >>> 0;
+  for (let i = 0; i < pairs.length; i++) {
+    const v = pairs[i];
+    // Little-endian: the low half is element 2i, the high half element 2i + 1.
+    if ((v & mask) === mask) return 2 * i;
+    if ((v & high) >>> 0 === high) return 2 * i + 1;
+  }
+  return -1;
+}
+
 /** The non-finite elements of one tensor, or null when all are finite (or the dtype is not a float). */
 export function scanTensor(t: HostTensor): NonFinite | null {
   const exponent = EXPONENT[t.dtype];
   if (!exponent) return null;
+  // The fast pass finds whether there is any; only a bad tensor pays for counting.
+  const first = firstNonFinite(t, exponent);
+  if (first < 0) return null;
   const values = elements(t, exponent.bits);
   const { mask } = exponent;
   let count = 0;
-  let first = -1;
-  for (let i = 0; i < values.length; i++) {
-    if ((values[i] & mask) === mask) {
-      if (first < 0) first = i;
-      count++;
-    }
-  }
-  return count === 0 ? null : { tensor: t.name, file: t.file, count, index: first, value: decodeOne(t, values[first]) };
+  for (let i = first; i < values.length; i++) if ((values[i] & mask) === mask) count++;
+  return { tensor: t.name, file: t.file, count, index: first, value: decodeOne(t, values[first]) };
 }
 
 function isHostTensor(x: unknown): x is HostTensor {

@@ -5,6 +5,8 @@
 import type { Backend, BlockStatSums } from './backend.ts';
 import { type Checkpoint, type LoadOptions, loadCheckpoint } from './checkpoint.ts';
 import { PruneLabError } from './errors.ts';
+import { assertFiniteWeights } from './finite.ts';
+import { checkPrompt } from './limits.ts';
 import { type Plan, withCapture } from './plan.ts';
 import { type SamplingOptions, sampleToken, seededRandom } from './sampling.ts';
 import type { ModelSource } from './sources.ts';
@@ -70,6 +72,7 @@ export class Model {
 
   static async load(source: ModelSource, backend: BackendKind = 'cpu', options: LoadOptions = {}): Promise<Model> {
     const checkpoint = await loadCheckpoint(source, options);
+    assertFiniteWeights(checkpoint.weights);
     return new Model(checkpoint, await createBackend(backend, checkpoint));
   }
 
@@ -119,7 +122,8 @@ export class Model {
 
   /** Autoregressive generation with a KV cache; returns the new token ids. */
   async generate(promptIds: readonly number[], plan: Plan, options: GenerateOptions): Promise<number[]> {
-    if (promptIds.length === 0) throw new PruneLabError('the prompt has no tokens', { field: 'prompt' });
+    const promptProblem = checkPrompt(promptIds.length, options.maxNewTokens, this.spec);
+    if (promptProblem?.level === 'error') throw new PruneLabError(promptProblem.message, { field: 'prompt' });
     const runPlan = withCapture(plan, 'none');
     const capacity = Math.min(promptIds.length + options.maxNewTokens, this.spec.maxPositions);
     const cache = this.backend.createCache(capacity, runPlan);
