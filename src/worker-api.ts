@@ -6,6 +6,7 @@
  * describeError text, `cancelled: true` when the job was cancelled through `cancel(jobId)`.
  */
 import type { BlockScore, Metric } from './analysis/influence.ts';
+import type { BlockStatSums } from './engine/backend.ts';
 import type { BlockParameters } from './analysis/parameters.ts';
 import type { StrategiesApi } from './worker-api-strategies.ts';
 
@@ -91,6 +92,8 @@ export interface ScoreResult {
   scores: BlockScore[];
   tokens: number;
   sequences: number;
+  /** Each sequence's block sums (the active blocks, by depth): what the error bars resample. */
+  perSequence: BlockStatSums[][];
   ms: number;
 }
 

@@ -259,14 +259,18 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
       const tokensTotal = sequences.reduce((a, s) => a + s.length, 0);
       let tokensDone = 0;
       let scores: ScoreProgress['scores'] = [];
+      // Each sequence's own sums too: the page bootstraps its error bars from them (analysis/uncertainty.ts).
+      const perSequence: BlockStatSums[][] = [];
       for (let s = 0; s < sequences.length; s++) {
-        accumulateStats(totals, await view.score([sequences[s]], plan, { signal }));
+        const own = await view.score([sequences[s]], plan, { signal });
+        perSequence.push(own);
+        accumulateStats(totals, own);
         tokensDone += sequences[s].length;
         scores = blockScores(plan.blocks.map((i) => totals.get(i) as BlockStatSums));
         notify(onBatch, { sequencesDone: s + 1, sequencesTotal: sequences.length, tokensDone, tokensTotal, scores });
       }
       assertFiniteScores(scores);
-      return { scores, tokens: tokensDone, sequences: sequences.length, ms: performance.now() - start };
+      return { scores, tokens: tokensDone, sequences: sequences.length, perSequence, ms: performance.now() - start };
     });
   },
 

@@ -87,17 +87,29 @@ export class Model {
 
   /** Per-block statistic sums over all sequences, for the plan's active blocks (ordered by the plan). */
   async score(sequences: readonly (readonly number[])[], plan: Plan, options: RunOptions = {}): Promise<BlockStatSums[]> {
+    return (await this.scoreSequences(sequences, plan, options)).total;
+  }
+
+  /**
+   * The totals of score() and each sequence's own sums (same order), which the bootstrap of
+   * analysis/uncertainty.ts resamples: a few numbers per block per sequence.
+   */
+  async scoreSequences(sequences: readonly (readonly number[])[], plan: Plan, options: RunOptions = {}): Promise<{ total: BlockStatSums[]; perSequence: BlockStatSums[][] }> {
     const total = new Map<number, BlockStatSums>();
+    const perSequence: BlockStatSums[][] = [];
     const statsPlan = withCapture(plan, 'stats');
     let tokens = 0;
     for (let s = 0; s < sequences.length; s++) {
       checkAborted(options.signal);
       const result = await this.backend.forward({ ids: sequences[s], plan: statsPlan, logits: 'none' });
+      const own = new Map<number, BlockStatSums>();
+      accumulateStats(own, result.stats ?? []);
+      perSequence.push(plan.blocks.map((i) => own.get(i) as BlockStatSums));
       accumulateStats(total, result.stats ?? []);
       tokens += sequences[s].length;
       options.onProgress?.(s + 1, sequences.length, tokens);
     }
-    return plan.blocks.map((i) => total.get(i) as BlockStatSums);
+    return { total: plan.blocks.map((i) => total.get(i) as BlockStatSums), perSequence };
   }
 
   /** exp(mean NLL of predicting token t+1 from tokens ≤ t), all sequences pooled. */
