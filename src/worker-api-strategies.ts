@@ -7,7 +7,7 @@ import type { LensToken } from './analysis/logit-lens.ts';
 import type { SimilarityMatrix } from './analysis/similarity.ts';
 import type { SpeedPoint } from './analysis/speed.ts';
 import type { Strategy, SweepProgress, SweepResult, SweepStepEvent } from './analysis/sweep.ts';
-import type { Outcome, RemovalSpec, TextSourceSpec, WindowSettings } from './worker-api.ts';
+import type { Outcome, RemovalSet, TextSourceSpec, WindowSettings } from './worker-api.ts';
 
 export type { SimilarityMatrix } from './analysis/similarity.ts';
 export type { SpeedPoint } from './analysis/speed.ts';
@@ -71,7 +71,7 @@ export interface McExample {
 export interface McComparison {
   original: McSummary;
   pruned: McSummary;
-  removal: RemovalSpec;
+  removal: RemovalSet;
   /** The first few questions with each model's pick. */
   examples: McExample[];
   ms: number;
@@ -99,11 +99,11 @@ export interface StrategiesApi {
   /** Mean cos and angular distance between every pair of the full model's residual states. */
   similarity(jobId: string, text: TextSourceSpec, windows: WindowSettings): Promise<Outcome<SimilarityMatrix>>;
   /** Top tokens from every residual state (final norm + LM head) for each prompt position. */
-  logitLens(jobId: string, prompt: string, removal: RemovalSpec, top: number, maxPositions: number): Promise<Outcome<LensView>>;
+  logitLens(jobId: string, prompt: string, removal: RemovalSet, top: number, maxPositions: number): Promise<Outcome<LensView>>;
   /** Accuracy (acc, acc_norm) of the full model and of the model with the removal. */
-  mc(jobId: string, tasks: McTasksSpec, removal: RemovalSpec, onProgress?: (done: number, total: number) => void): Promise<Outcome<McComparison>>;
+  mc(jobId: string, tasks: McTasksSpec, removal: RemovalSet, onProgress?: (done: number, total: number) => void): Promise<Outcome<McComparison>>;
   /** Accuracy for each removal set in turn (e.g. the steps of a sweep); onResult as each one finishes. */
-  mcAlong(jobId: string, tasks: McTasksSpec, removals: RemovalSpec[], onResult?: (index: number, summary: McSummary) => void): Promise<Outcome<McSummary[]>>;
+  mcAlong(jobId: string, tasks: McTasksSpec, removals: RemovalSet[], onResult?: (index: number, summary: McSummary) => void): Promise<Outcome<McSummary[]>>;
   /** Measured decode tokens/s with k = 0 … L − 1 blocks removed along an order. */
   speed(jobId: string, settings: SpeedSettings, onPoint?: (point: SpeedPoint) => void): Promise<Outcome<SpeedResult>>;
 }

@@ -27,12 +27,8 @@ export type BackendChoice = 'auto' | 'cpu' | 'webgpu';
 /** Calibration / evaluation text: a file under public/calibration/ or text the user gave. */
 export type TextSourceSpec = { kind: 'builtin'; name: string } | { kind: 'text'; text: string; label: string };
 
-/** What is cut: whole blocks, or only one half of a block. Indices are original block indices. */
-export interface RemovalSpec {
-  blocks: number[];
-  attention: number[];
-  mlp: number[];
-}
+import type { RemovalSet } from './engine/plan.ts';
+export type { RemovalSet };
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; message: string; cancelled: boolean };
 
@@ -141,16 +137,16 @@ export interface EngineApi extends StrategiesApi {
   /** Token count of a text with the current model's tokenizer (as a document: special tokens included). */
   textStats(text: TextSourceSpec): Promise<Outcome<TextStats>>;
   /** Block statistics over consecutive windows of the text; onBatch after every sequence with running scores. */
-  score(jobId: string, text: TextSourceSpec, windows: WindowSettings, removal: RemovalSpec, onBatch?: (p: ScoreProgress) => void): Promise<Outcome<ScoreResult>>;
-  generate(jobId: string, prompt: string, removal: RemovalSpec, settings: GenerateSettings, onToken?: (t: TokenEvent) => void): Promise<Outcome<GenerateResult>>;
+  score(jobId: string, text: TextSourceSpec, windows: WindowSettings, removal: RemovalSet, onBatch?: (p: ScoreProgress) => void): Promise<Outcome<ScoreResult>>;
+  generate(jobId: string, prompt: string, removal: RemovalSet, settings: GenerateSettings, onToken?: (t: TokenEvent) => void): Promise<Outcome<GenerateResult>>;
   perplexity(
     jobId: string,
     text: TextSourceSpec,
     windows: WindowSettings,
-    removal: RemovalSpec,
+    removal: RemovalSet,
     onProgress?: (done: number, total: number) => void,
   ): Promise<Outcome<PerplexityResult>>;
-  nextTokenTop(jobId: string, prompt: string, removal: RemovalSpec, k: number): Promise<Outcome<NextToken[]>>;
+  nextTokenTop(jobId: string, prompt: string, removal: RemovalSet, k: number): Promise<Outcome<NextToken[]>>;
   /** Aborts a running job (no-op when it already ended). */
   cancel(jobId: string): void;
 

@@ -12,6 +12,7 @@ import type { Backend, BlockStatSums } from '../src/engine/backend.ts';
 import { type Checkpoint, loadCheckpoint } from '../src/engine/checkpoint.ts';
 import { describeError, PruneLabError } from '../src/engine/errors.ts';
 import { assertFiniteScores, assertFiniteWeights } from '../src/engine/finite.ts';
+import { checkPrompt } from '../src/engine/limits.ts';
 import { accumulateStats, createBackend, Model } from '../src/engine/model.ts';
 import { makePlan } from '../src/engine/plan.ts';
 import { topTokens } from '../src/engine/sampling.ts';
@@ -31,7 +32,7 @@ import type {
   NextToken,
   Outcome,
   PerplexityResult,
-  RemovalSpec,
+  RemovalSet,
   ScoreProgress,
   ScoreResult,
   TextSourceSpec,
@@ -247,7 +248,7 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
     });
   },
 
-  score(jobId, spec, settings: WindowSettings, removal: RemovalSpec, onBatch) {
+  score(jobId, spec, settings: WindowSettings, removal: RemovalSet, onBatch) {
     return job(jobId, onBatch, async (signal): Promise<ScoreResult> => {
       const start = performance.now();
       const model = requireModel();
@@ -326,7 +327,8 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
       const model = requireModel();
       const tokenizer = model.requireTokenizer();
       const promptIds = tokenizer.encode(prompt);
-      if (promptIds.length === 0) throw new PruneLabError('the prompt has no tokens', { field: 'prompt' });
+      const promptProblem = checkPrompt(promptIds.length, 1, model.spec);
+      if (promptProblem?.level === 'error') throw new PruneLabError(promptProblem.message, { field: 'prompt' });
       const row = await jobView(model).lastLogits(promptIds, makePlan(model.spec.layers, removal));
       if (signal.aborted) throw new DOMException('cancelled', 'AbortError');
       return topTokens(row, k).map(({ id, prob }) => ({ id, prob, text: tokenizer.tokenText(id) }));

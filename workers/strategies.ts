@@ -16,7 +16,7 @@ import type { Model } from '../src/engine/model.ts';
 import { makePlan } from '../src/engine/plan.ts';
 import { windows } from '../src/engine/tokenizer.ts';
 import type { LensView, McComparison, McSummary, McTasksSpec, SpeedResult, StrategiesApi } from '../src/worker-api-strategies.ts';
-import type { Outcome, RemovalSpec, TextSourceSpec, WindowSettings } from '../src/worker-api.ts';
+import type { Outcome, RemovalSet, TextSourceSpec, WindowSettings } from '../src/worker-api.ts';
 
 /** What engine.worker.ts lends: its job runner (per-job cancel, errors as values) and model helpers. */
 export interface WorkerContext {
@@ -37,7 +37,7 @@ function release(callback: unknown): void {
   }
 }
 
-const NOTHING = (r: RemovalSpec) => r.blocks.length + r.attention.length + r.mlp.length === 0;
+const NOTHING = (r: RemovalSet) => r.blocks.length + r.attention.length + r.mlp.length === 0;
 
 function summary(result: McResult, items: readonly EncodedMcItem[]): McSummary {
   return { accuracy: result.accuracy, accNorm: result.accNorm, n: result.n, meanChoices: items.reduce((a, i) => a + i.continuations.length, 0) / items.length };

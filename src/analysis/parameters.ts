@@ -1,4 +1,5 @@
 /** How many parameters each block holds (attention half, MLP half) and what share a removal set cuts. */
+import type { Removal } from '../engine/plan.ts';
 import type { HostTensor } from '../engine/safetensors.ts';
 import type { BlockWeights, Linear, Norm } from '../engine/weights.ts';
 
@@ -9,12 +10,6 @@ export interface BlockParameters {
   /** Pre-MLP norm, gate/up/down (+ biases). */
   mlp: number;
   total: number;
-}
-
-export interface RemovalSets {
-  blocks?: readonly number[];
-  attention?: readonly number[];
-  mlp?: readonly number[];
 }
 
 const count = (t: HostTensor | null | undefined) => (t ? t.shape.reduce((a, b) => a * b, 1) : 0);
@@ -31,7 +26,7 @@ export function blockParameters(blocks: readonly BlockWeights[]): BlockParameter
 }
 
 /** Parameters a removal set cuts: whole blocks, plus attention-only and MLP-only halves (never counted twice). */
-export function removedParameters(perBlock: readonly BlockParameters[], removal: RemovalSets): number {
+export function removedParameters(perBlock: readonly BlockParameters[], removal: Removal): number {
   const whole = new Set(removal.blocks ?? []);
   let removed = 0;
   for (const b of perBlock) {

@@ -4,26 +4,7 @@
  * candidates); the engine is deterministic, so a cached number is the number a fresh run would give.
  */
 import type { Model, NllResult } from '../engine/model.ts';
-import { makePlan, type Removal } from '../engine/plan.ts';
-
-/** A removal with every list present and ascending (so equal sets compare and print equal). */
-export interface RemovalSet {
-  blocks: number[];
-  attention: number[];
-  mlp: number[];
-}
-
-const ascending = (list: readonly number[] | undefined) => [...new Set(list ?? [])].sort((a, b) => a - b);
-
-export function normalizeRemoval(removal: Removal): RemovalSet {
-  return { blocks: ascending(removal.blocks), attention: ascending(removal.attention), mlp: ascending(removal.mlp) };
-}
-
-/** A stable key for a removal set: "b1,3|a|m2". */
-export function removalKey(removal: Removal): string {
-  const r = normalizeRemoval(removal);
-  return `b${r.blocks.join(',')}|a${r.attention.join(',')}|m${r.mlp.join(',')}`;
-}
+import { makePlan, normalizeRemoval, type Removal, removalKey } from '../engine/plan.ts';
 
 export interface MeterOptions {
   signal?: AbortSignal;

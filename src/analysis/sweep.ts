@@ -25,11 +25,11 @@
  */
 import type { Model } from '../engine/model.ts';
 import type { Removal } from '../engine/plan.ts';
-import { makePlan } from '../engine/plan.ts';
+import { makePlan, normalizeRemoval } from '../engine/plan.ts';
 import { seededRandom } from '../engine/sampling.ts';
 import { type HalfBlockScore, halfBlockScores, rankHalves } from './half-blocks.ts';
 import { type BlockScore, blockScores, rankBlocks } from './influence.ts';
-import { normalizeRemoval, PerplexityMeter } from './perplexity.ts';
+import { PerplexityMeter } from './perplexity.ts';
 import { bestWindow, layerSimilarity, type SimilarityMatrix } from './similarity.ts';
 
 export const STRATEGIES = ['bi', 'bi-iter', 'angular', 'relmag', 'reverse', 'random', 'sleb', 'bi-attn', 'bi-mlp'] as const;

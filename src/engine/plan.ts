@@ -17,6 +17,7 @@ export interface Plan {
   capture: Capture;
 }
 
+/** What is cut, by original block index: the one removal type (engine, analysis, worker, UI, URL). */
 export interface Removal {
   /** Whole blocks removed. */
   blocks?: readonly number[];
@@ -24,6 +25,25 @@ export interface Removal {
   attention?: readonly number[];
   /** Only the MLP half removed. */
   mlp?: readonly number[];
+}
+
+/** A Removal with every list present, ascending, without duplicates (so equal sets compare and print equal). */
+export interface RemovalSet {
+  blocks: number[];
+  attention: number[];
+  mlp: number[];
+}
+
+const ascending = (list: readonly number[] | undefined) => [...new Set(list ?? [])].sort((a, b) => a - b);
+
+export function normalizeRemoval(removal: Removal): RemovalSet {
+  return { blocks: ascending(removal.blocks), attention: ascending(removal.attention), mlp: ascending(removal.mlp) };
+}
+
+/** The one key of a removal set: "b1,3|a|m2" (memoising, matching results to the cut they were run under). */
+export function removalKey(removal: Removal): string {
+  const r = normalizeRemoval(removal);
+  return `b${r.blocks.join(',')}|a${r.attention.join(',')}|m${r.mlp.join(',')}`;
 }
 
 function checkIndices(layers: number, list: readonly number[], what: string): void {

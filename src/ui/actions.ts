@@ -3,10 +3,13 @@
  * the state. Every job has a fixed id (a new call supersedes the old one in the worker) and a ticket (a
  * late answer from a superseded call is dropped here).
  */
-import { lowestBlocks, type Metric } from '../analysis/influence.ts';
-import type { LoadProgress, ModelInfo, ModelSourceSpec, RemovalSpec, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
+import { type BlockScore, lowestBlocks, type Metric } from '../analysis/influence.ts';
+import { bootstrapScores, intervalsInfo } from '../analysis/uncertainty.ts';
+import type { BlockStatSums } from '../engine/backend.ts';
+import { checkPrompt } from '../engine/limits.ts';
+import type { LoadProgress, ModelInfo, ModelSourceSpec, RemovalSet, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
 import { engine, proxy } from './engine-client.ts';
-import { BUILTIN_CALIBRATION, BUILTIN_MODEL, type Cut, emptyOutput, emptyPerplexity, lab, notify, type OutputState, type PerplexityState } from './state.svelte.ts';
+import { BUILTIN_CALIBRATION, BUILTIN_MODEL, type CalibrationCompareState, type Cut, emptyOutput, emptyPerplexity, lab, notify, type OutputState, type PerplexityState } from './state.svelte.ts';
 
 const tickets = new Map<string, number>();
 
@@ -21,7 +24,7 @@ function cancelJob(jobId: string): void {
   void engine.cancel(jobId);
 }
 
-const NO_REMOVAL: RemovalSpec = { blocks: [], attention: [], mlp: [] };
+const NO_REMOVAL: RemovalSet = { blocks: [], attention: [], mlp: [] };
 
 /** The next step to suggest after an engine error, by what went wrong. */
 function hintFor(source: ModelSourceSpec | null, message: string): string {
@@ -79,8 +82,9 @@ export async function loadModel(source: ModelSourceSpec, keepExperiment?: (info:
   if (info.backend.fallbackReason && lab.backendChoice === 'auto') {
     notify('info', 'Running on the CPU backend', `WebGPU is not available: ${info.backend.fallbackReason}`, 'Everything works on the CPU, only slower.');
   }
-  for (const id of ['score', 'gen-original', 'gen-pruned', 'next-original', 'next-pruned', 'ppl-original', 'ppl-pruned']) ticket(id);
+  for (const id of ['score', 'score-compare', 'gen-original', 'gen-pruned', 'next-original', 'next-pruned', 'ppl-original', 'ppl-pruned']) ticket(id);
   lab.scoring = null;
+  lab.calibrationCompare = null;
   if (keepExperiment) keepExperiment(info);
   else {
     lab.scores = [];
@@ -149,6 +153,7 @@ export async function score(): Promise<void> {
   lab.scoring = null;
   if (outcome.ok) {
     lab.scores = outcome.value.scores;
+    lab.errorBars = errorBarsFor(outcome.value.scores, outcome.value.perSequence);
     lab.scoreSummary = { tokens: outcome.value.tokens, sequences: outcome.value.sequences, ms: outcome.value.ms, complete: true };
     if (lab.lowestCount > 0) removeLowest(lab.lowestCount);
   } else if (!outcome.cancelled) notify('error', 'Scoring failed', outcome.message, hintFor(null, outcome.message));
@@ -156,6 +161,40 @@ export async function score(): Promise<void> {
 
 export function cancelScore(): void {
   void engine.cancel('score');
+}
+
+/** The bootstrap of a scoring's per-sequence sums (src/analysis/uncertainty.ts), tied to those scores. */
+function errorBarsFor(scores: BlockScore[], perSequence: BlockStatSums[][]): typeof lab.errorBars {
+  try {
+    const bootstrap = bootstrapScores(perSequence);
+    return { scores, bootstrap, intervals: bootstrap.ok ? intervalsInfo(bootstrap) : null };
+  } catch (e) {
+    notify('warning', 'No error bars for these scores', (e as Error)?.message ?? String(e));
+    return null;
+  }
+}
+
+/** Scores the model on a second calibration text (same windows) to compare the orderings. */
+export async function scoreComparison(source: TextSourceSpec, label: string): Promise<void> {
+  if (!lab.model) return;
+  const isCurrent = ticket('score-compare');
+  const write = (patch: Partial<CalibrationCompareState>) => {
+    if (isCurrent() && lab.calibrationCompare) lab.calibrationCompare = { ...lab.calibrationCompare, ...patch };
+  };
+  lab.calibrationCompare = { source, label, busy: true, progress: null, scores: null, error: null };
+  const outcome = await engine.score(
+    'score-compare',
+    source,
+    { ...lab.windows },
+    NO_REMOVAL,
+    proxy((p: ScoreProgress) => write({ progress: { done: p.sequencesDone, total: p.sequencesTotal } })),
+  );
+  if (outcome.ok) write({ busy: false, scores: outcome.value.scores });
+  else write({ busy: false, error: outcome.cancelled ? null : outcome.message });
+}
+
+export function cancelComparison(): void {
+  void engine.cancel('score-compare');
 }
 
 export function toggleBlock(index: number): void {
@@ -191,14 +230,29 @@ export function resetCuts(): void {
 
 // ---- compare panel -------------------------------------------------------------------------------
 
+/** Tokens of a prompt with the loaded model's tokenizer (special tokens included, as generation counts them). */
+export async function countTokens(text: string): Promise<number | null> {
+  if (!lab.model?.hasTokenizer) return null;
+  const outcome = await engine.textStats({ kind: 'text', text, label: 'prompt' });
+  return outcome.ok ? outcome.value.tokens : null;
+}
+
+/** Says when generation stopped short of maxNewTokens because the context was full (not at an end-of-text token). */
+function contextNote(promptTokens: number, count: number, maxNewTokens: number): string | null {
+  const limit = lab.model ? checkPrompt(promptTokens, maxNewTokens, lab.model) : null;
+  return limit?.level === 'warning' && count < maxNewTokens && lab.model
+    ? `stopped at the model's context of ${lab.model.maxPositions} tokens (prompt ${promptTokens} + ${count} new)`
+    : null;
+}
+
 /** Generation + next-token top-5 for one side; true when it finished and is still the current job. */
-async function runGeneration(side: 'original' | 'pruned', removal: RemovalSpec, removalKey: string): Promise<boolean> {
+async function runGeneration(side: 'original' | 'pruned', removal: RemovalSet, removalKey: string): Promise<boolean> {
   const jobId = `gen-${side}`;
   const isCurrent = ticket(jobId);
   const write = (patch: Partial<OutputState>) => {
     if (isCurrent()) lab[side] = { ...lab[side], ...patch };
   };
-  write({ text: '', count: 0, tokensPerSecond: null, busy: true, error: null, removalKey });
+  write({ text: '', count: 0, tokensPerSecond: null, busy: true, error: null, removalKey, note: null });
   const { prompt, settings } = lab.compared;
   const [generation, next] = await Promise.all([
     engine.generate(
@@ -211,13 +265,15 @@ async function runGeneration(side: 'original' | 'pruned', removal: RemovalSpec, 
     engine.nextTokenTop(`next-${side}`, prompt, removal, 5),
   ]);
   if (next.ok) write({ next: next.value });
-  if (generation.ok) write({ text: generation.value.text, count: generation.value.count, tokensPerSecond: generation.value.tokensPerSecond, busy: false });
-  else write({ busy: false, error: generation.cancelled ? null : generation.message });
+  if (generation.ok) {
+    const { text, count, tokensPerSecond, promptTokens } = generation.value;
+    write({ text, count, tokensPerSecond, busy: false, note: contextNote(promptTokens, count, settings.maxNewTokens) });
+  } else write({ busy: false, error: generation.cancelled ? null : generation.message });
   if (!next.ok && !next.cancelled) write({ error: next.message });
   return generation.ok && isCurrent();
 }
 
-async function runPerplexity(side: 'original' | 'pruned', removal: RemovalSpec, removalKey: string): Promise<void> {
+async function runPerplexity(side: 'original' | 'pruned', removal: RemovalSet, removalKey: string): Promise<void> {
   const jobId = `ppl-${side}`;
   const key = side === 'original' ? 'pplOriginal' : 'pplPruned';
   const isCurrent = ticket(jobId);
@@ -236,7 +292,7 @@ async function runPerplexity(side: 'original' | 'pruned', removal: RemovalSpec, 
   else write({ busy: false, error: outcome.cancelled ? null : outcome.message });
 }
 
-function currentRemoval(): RemovalSpec {
+function currentRemoval(): RemovalSet {
   return { blocks: [...lab.removal.blocks], attention: [...lab.removal.attention], mlp: [...lab.removal.mlp] };
 }
 

@@ -4,6 +4,8 @@
  */
 import { type BlockScore, type Metric, rankBlocks } from '../analysis/influence.ts';
 import { removedParameters } from '../analysis/parameters.ts';
+import { type Bootstrap, type IntervalsInfo, type Refusal, rankStability } from '../analysis/uncertainty.ts';
+import { removalKey as keyOfRemoval } from '../engine/plan.ts';
 import type {
   BackendChoice,
   GenerateSettings,
@@ -12,7 +14,7 @@ import type {
   ModelSourceSpec,
   NextToken,
   PerplexityResult,
-  RemovalSpec,
+  RemovalSet,
   ScoreProgress,
   TextSourceSpec,
   TextStats,
@@ -40,6 +42,8 @@ export interface OutputState {
   next: NextToken[];
   /** The removal the output was made with (JSON), to tell a stale output from a fresh one. */
   removalKey: string;
+  /** What limited the run, e.g. generation stopped at the model's context. */
+  note: string | null;
 }
 
 export interface PerplexityState {
@@ -49,11 +53,22 @@ export interface PerplexityState {
   removalKey: string;
 }
 
+/** A second scoring on other calibration text: its scores, and the rank comparison with the scores shown. */
+export interface CalibrationCompareState {
+  source: TextSourceSpec;
+  /** What the compared scoring was measured on, for the sentence. */
+  label: string;
+  busy: boolean;
+  progress: { done: number; total: number } | null;
+  scores: BlockScore[] | null;
+  error: string | null;
+}
+
 export const BUILTIN_MODEL = 'sotu-llama';
 export const BUILTIN_CALIBRATION: TextSourceSpec = { kind: 'builtin', name: 'moby-dick' };
 export const BUILTIN_EVALUATION: TextSourceSpec = { kind: 'builtin', name: 'moby-dick-eval' };
 
-export const emptyOutput = (): OutputState => ({ text: '', count: 0, tokensPerSecond: null, busy: false, error: null, next: [], removalKey: '' });
+export const emptyOutput = (): OutputState => ({ text: '', count: 0, tokensPerSecond: null, busy: false, error: null, next: [], removalKey: '', note: null });
 export const emptyPerplexity = (): PerplexityState => ({ result: null, busy: false, error: null, removalKey: '' });
 
 function backendFromUrl(): BackendChoice {
@@ -79,6 +94,14 @@ class LabState {
   metric = $state<Metric>('bi');
   order = $state<'depth' | 'rank'>('depth');
   logScale = $state(false);
+  /**
+   * Error bars and the scores array they belong to (by identity: once lab.scores is replaced they no
+   * longer apply). `bootstrap` is null for a link's intervals (no per-sequence sums travel in a link).
+   */
+  errorBars = $state.raw<{ scores: BlockScore[]; bootstrap: Bootstrap | Refusal | null; intervals: IntervalsInfo | null } | null>(null);
+  showWhiskers = $state(true);
+  /** The same model scored on a second calibration text, to compare the orderings. */
+  calibrationCompare = $state.raw<CalibrationCompareState | null>(null);
 
   /** Cut blocks by index; absent = kept. */
   cuts = $state<Record<number, Cut>>({});
@@ -88,7 +111,7 @@ class LabState {
   prompt = $state('The state of the Union is');
   settings = $state<GenerateSettings>({ maxNewTokens: 32, temperature: 0, topK: 0, seed: 0 });
   /** The prompt and settings both outputs were made with (the fields above may have been edited since). */
-  compared = $state.raw<{ prompt: string; settings: GenerateSettings }>({ prompt: '', settings: { maxNewTokens: 32, temperature: 0, topK: 0, seed: 0 } });
+  compared = $state.raw<{ prompt: string; settings: GenerateSettings }>({ prompt: this.prompt, settings: { ...this.settings } });
   original = $state<OutputState>(emptyOutput());
   pruned = $state<OutputState>(emptyOutput());
   evaluation = $state.raw<TextSourceSpec>(BUILTIN_EVALUATION);
@@ -98,18 +121,27 @@ class LabState {
 
   notices = $state<Notice[]>([]);
 
-  removal: RemovalSpec = $derived.by(() => {
-    const removal: RemovalSpec = { blocks: [], attention: [], mlp: [] };
+  removal: RemovalSet = $derived.by(() => {
+    const removal: RemovalSet = { blocks: [], attention: [], mlp: [] };
     for (const [index, cut] of Object.entries(this.cuts)) {
       removal[cut === 'block' ? 'blocks' : cut].push(Number(index));
     }
     for (const list of Object.values(removal)) list.sort((a: number, b: number) => a - b);
     return removal;
   });
-  removalKey = $derived(JSON.stringify(this.removal));
+  removalKey = $derived(keyOfRemoval(this.removal));
   removedParameters = $derived(this.model ? removedParameters(this.model.blockParameters, this.removal) : 0);
   /** Block indices from least to most influential by the chosen metric. */
   ranking = $derived(rankBlocks(this.scores, this.metric));
+  /** The error bars of the scores shown; null when there are none for them. */
+  bootstrap = $derived(this.errorBars?.scores === this.scores ? this.errorBars.bootstrap : null);
+  intervals = $derived(this.errorBars?.scores === this.scores ? this.errorBars.intervals : null);
+  /** How stable "remove the N lowest" is under resampling of the calibration sequences. */
+  stability = $derived.by(() => {
+    const boot = this.bootstrap;
+    if (!boot?.ok || this.lowestCount <= 0 || this.lowestCount >= boot.indices.length) return null;
+    return rankStability(boot, this.metric, this.lowestCount);
+  });
   keptBlocks = $derived(this.model ? this.model.blocks - this.removal.blocks.length : 0);
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { normalizeRemoval, removalKey } from '../../src/analysis/perplexity.ts';
+import { normalizeRemoval, removalKey } from '../../src/engine/plan.ts';
 import { accumulateStatePairs, bestWindow, cellRemoval, emptyPairSums, similarityFromSums } from '../../src/analysis/similarity.ts';
 import { cliffStep, prefixSet, randomOrder, reverseOrder } from '../../src/analysis/sweep.ts';
 

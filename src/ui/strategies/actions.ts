@@ -6,7 +6,7 @@
 import { cellRemoval, type SimilarityMatrix } from '../../analysis/similarity.ts';
 import type { Strategy, SweepProgress, SweepStep, SweepStepEvent } from '../../analysis/sweep.ts';
 import type { McSummary, McTasksSpec, SpeedPoint } from '../../worker-api-strategies.ts';
-import type { RemovalSpec } from '../../worker-api.ts';
+import type { RemovalSet } from '../../worker-api.ts';
 import { engine, proxy } from '../engine-client.ts';
 import { type Cut, lab, notify } from '../state.svelte.ts';
 import { strategies } from './state.svelte.ts';
@@ -29,12 +29,12 @@ export function cancelAll(): void {
   }
 }
 
-function copyRemoval(): RemovalSpec {
+function copyRemoval(): RemovalSet {
   return { blocks: [...lab.removal.blocks], attention: [...lab.removal.attention], mlp: [...lab.removal.mlp] };
 }
 
 /** Cuts exactly this removal in the lab (the compare panel and the block strip follow). */
-export function applyRemoval(removal: Partial<RemovalSpec>): void {
+export function applyRemoval(removal: Partial<RemovalSet>): void {
   const cuts: Record<number, Cut> = {};
   for (const i of removal.blocks ?? []) cuts[i] = 'block';
   for (const i of removal.attention ?? []) cuts[i] = 'attention';
