@@ -138,7 +138,14 @@ export function ropeSpec(params: Json, label: string, ctx: RopeContext, fallback
       );
     }
   }
-  for (const key of keys.required) if (params[key] === undefined || params[key] === null) throw new PruneLabError(`is required for rope type "${kind}"`, where(`${label}.${key}`));
+  // HF's standardize_rope_params: a top-level original_max_position_embeddings (Phi-3) wins, else
+  // max_position_embeddings fills a missing one.
+  const originalMax = (): number =>
+    ctx.originalMaxPositions ?? (params.original_max_position_embeddings == null ? ctx.maxPositions : positiveNum(params, 'original_max_position_embeddings'));
+  for (const key of keys.required) {
+    if (key === 'original_max_position_embeddings') continue;
+    if (params[key] === undefined || params[key] === null) throw new PruneLabError(`is required for rope type "${kind}"`, where(`${label}.${key}`));
+  }
   const theta = params.rope_theta === undefined || params.rope_theta === null ? fallbackTheta : positiveNum(params, 'rope_theta');
   const partial = params.partial_rotary_factor === undefined || params.partial_rotary_factor === null ? fallbackPartial : positiveNum(params, 'partial_rotary_factor');
   if (partial > 1) throw new PruneLabError(`must be at most 1, got ${partial}`, where(`${label}.partial_rotary_factor`));
@@ -158,7 +165,7 @@ export function ropeSpec(params: Json, label: string, ctx: RopeContext, fallback
     const factor = field('factor');
     const low = field('low_freq_factor');
     const high = field('high_freq_factor');
-    const original = field('original_max_position_embeddings');
+    const original = originalMax();
     const lowWavelen = original / low;
     const highWavelen = original / high;
     const invFreq = inv.map((f) => {
@@ -173,7 +180,7 @@ export function ropeSpec(params: Json, label: string, ctx: RopeContext, fallback
   // longrope (Phi-3.5 / Phi-4-mini): short factors up to the original context, cos/sin scaled by the
   // attention factor. HF switches the whole sequence to long factors past the original context; that
   // case is refused at run time (maxPosition) rather than approximated.
-  const original = ctx.originalMaxPositions ?? field('original_max_position_embeddings');
+  const original = originalMax();
   const short = numberList(params, 'short_factor', rotaryDim / 2, label);
   numberList(params, 'long_factor', rotaryDim / 2, label);
   const factor = params.factor === undefined || params.factor === null ? ctx.maxPositions / original : field('factor');

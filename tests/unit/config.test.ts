@@ -58,10 +58,21 @@ describe('config.json -> ModelSpec', () => {
       /field rope_parameters\.beta_fast: unrecognised key for rope type "llama3"/,
     );
     expect(() => parseConfig({ ...llama, rope_scaling: { type: 'linear', factor: 2, extra: 1 } })).toThrow(/field rope_scaling\.extra: unrecognised key/);
-    expect(() => parseConfig({ ...llama, rope_parameters: { rope_type: 'llama3', rope_theta: 5e5, factor: 8 } })).toThrow(
-      /field rope_parameters\.original_max_position_embeddings: is required/,
-    );
+    expect(() => parseConfig({ ...llama, rope_parameters: { rope_type: 'llama3', rope_theta: 5e5, factor: 8 } })).toThrow(/field rope_parameters\.low_freq_factor: is required/);
     expect(() => parseConfig({ ...llama, rope_theta: 1e4, rope_parameters: { rope_type: 'default', rope_theta: 5e5 } })).toThrow(/disagrees/);
+  });
+
+  it('phi3 longrope: short factors, the attention factor from max / original context, top-level original_max_position_embeddings', () => {
+    const phi = { ...llama, model_type: 'phi3', head_dim: 8, max_position_embeddings: 4096, original_max_position_embeddings: 256, partial_rotary_factor: 0.5 };
+    const spec = parseConfig({ ...phi, rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: [3, 4] } });
+    const rope = spec.layerKinds[0].rope;
+    expect(rope?.rotaryDim).toBe(4);
+    expect(rope?.invFreq[1]).toBeCloseTo(1 / (2 * 10000 ** (2 / 4)), 15);
+    expect(rope?.attentionFactor).toBeCloseTo(Math.sqrt(1 + Math.log(16) / Math.log(256)), 15);
+    expect(rope?.maxPosition).toBe(256);
+    expect(() => parseConfig({ ...phi, rope_scaling: { type: 'longrope', short_factor: [1], long_factor: [3, 4] } })).toThrow(
+      /field rope_scaling\.short_factor: must be a list of 2/,
+    );
   });
 
   it('names a missing or mistyped field', () => {
