@@ -57,6 +57,8 @@ function parseGemma2(c: Json): ModelSpec {
 function parseGemma3(c: Json): ModelSpec {
   const { spec, types, window } = gemmaCommon('gemma3', c, typeof c.sliding_window_pattern === 'number' ? positiveInt(c, 'sliding_window_pattern') : 6);
   spec.qkNorm = 'head';
+  // HF's Gemma3Attention never passes attn_logit_softcapping on, even when the config sets it.
+  spec.attnSoftcap = null;
   const ctx = { headDim: spec.headDim, maxPositions: spec.maxPositions, defaultTheta: 1e6 };
   const nested = nestedRopeParameters(c);
   let full: LayerKind['rope'];
