@@ -1,15 +1,10 @@
 /** `prunelab score`: per-block Block Influence, angular distance and relative magnitude, with error bars. */
 import { blockScores } from '../../src/analysis/influence.ts';
-import { bootstrapScores, DEFAULT_RESAMPLES, DEFAULT_SEED, type Interval, rankStability, stabilitySentence } from '../../src/analysis/uncertainty.ts';
+import { bootstrapScores, DEFAULT_RESAMPLES, defaultCutSize, DEFAULT_SEED, type Interval, rankStability, stabilitySentence } from '../../src/analysis/uncertainty.ts';
 import { assertFiniteScores } from '../../src/engine/finite.ts';
 import { makePlan } from '../../src/engine/plan.ts';
 import type { Command } from '../args.ts';
 import { COMMON_FLAGS, modelSummary, openModel, readSequences, sequenceInput, TEXT_FLAGS } from '../common.ts';
-
-/** The default cut size for the rank stability: a quarter of the blocks, rounded (ShortGPT's usual cut). */
-export function defaultCut(layers: number): number {
-  return Math.round(layers * 0.25);
-}
 
 const interval = ([lo, hi]: Interval) => `[${lo.toFixed(5)}, ${hi.toFixed(5)}]`;
 
@@ -33,7 +28,7 @@ export const score: Command = {
     const model = await openModel(flags, out.warn);
     try {
       const layers = model.spec.layers;
-      const k = flags.int('k', defaultCut(layers), { min: 0, max: layers - 1, why: `the model has ${layers} blocks and one must remain` });
+      const k = flags.int('k', defaultCutSize(layers), { min: 0, max: layers - 1, why: `the model has ${layers} blocks and one must remain` });
       const sequences = await readSequences(input, model, out.warn);
       const { total, perSequence } = await model.scoreSequences(sequences, makePlan(layers));
       const scores = blockScores(total);
@@ -85,7 +80,7 @@ export const score: Command = {
       } else if (!boot.ok) out.print(`no confidence intervals: ${boot.reason}`);
       if (perSequenceMeans) {
         out.print('per-sequence BI (rows: sequences, columns: blocks)');
-        perSequenceMeans.forEach((row, s) => out.print(`${String(s).padStart(5)} ${row.map((b) => b.bi.toFixed(5)).join(' ')}`));
+        for (const [s, row] of perSequenceMeans.entries()) out.print(`${String(s).padStart(5)} ${row.map((b) => b.bi.toFixed(5)).join(' ')}`);
       }
     } finally {
       model.dispose();

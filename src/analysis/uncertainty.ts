@@ -125,14 +125,14 @@ export function bootstrapScores(perSequence: readonly (readonly BlockStatSums[])
   const angular = new Float64Array(n * blocks);
   const relMagnitude = new Float64Array(n * blocks);
   const tokens = new Float64Array(n * blocks);
-  perSequence.forEach((sequence, s) =>
-    sequence.forEach((x, b) => {
+  for (let s = 0; s < n; s++) {
+    perSequence[s].forEach((x, b) => {
       cos[s * blocks + b] = x.cosSum;
       angular[s * blocks + b] = x.angularSum;
       relMagnitude[s * blocks + b] = x.relMagnitudeSum;
       tokens[s * blocks + b] = x.tokens;
-    }),
-  );
+    });
+  }
   const replicates: Record<Metric, Float64Array> = {
     bi: new Float64Array(resamples * blocks),
     angular: new Float64Array(resamples * blocks),
@@ -182,6 +182,11 @@ export function bootstrapScores(perSequence: readonly (readonly BlockStatSums[])
     blocks: intervals,
     caution: n < FEW_SEQUENCES ? `only ${n} calibration sequences: bootstrap intervals from so few are rough and tend to be too narrow (score ${FEW_SEQUENCES} or more)` : null,
   };
+}
+
+/** The cut size the rank stability uses unless told: a quarter of the blocks, rounded (ShortGPT's usual cut). */
+export function defaultCutSize(blocks: number): number {
+  return Math.round(blocks * 0.25);
 }
 
 export interface RankStability {

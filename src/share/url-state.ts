@@ -15,15 +15,19 @@
  *   r, ra, rm  removed blocks / attention halves / MLP halves (original indices)
  *   p  prompt;  g  [maxNewTokens, temperature, topK, seed]
  *   s  { t: tokens (one number, or one per block), i?: block indices when not 0..n-1,
- *        q: [[biMin, biMax], [angularMin, angularMax], [relMagnitudeMin, relMagnitudeMax]] }
+ *        q: [[biMin, biMax], [angularMin, angularMax], [relMagnitudeMin, relMagnitudeMax]],
+ *        e?: error bars { b: resamples, n: sequences, r: seed, q: [[min, max] × 3 metrics],
+ *                         d: base64url of uint16 codes: per metric, every block's lower bound, then every upper bound } }
  * The second segment holds, for bi, angular and relMagnitude in turn, one little-endian uint16 per
- * block (see codec.ts: a decoded score is within (max − min) / (2 · 65534) of the original).
+ * block (see codec.ts: a decoded score is within (max − min) / (2 · 65534) of the original). `s.e` came
+ * later within v1: a link without it decodes as before (no whiskers), and older readers ignore it.
  *
  * Decoding never trusts the link: every field is checked against the schema (and the model, when its
  * layer count is known); a bad field is replaced by its default and explained in a notice. Decoding never
  * throws and never evaluates anything; text stays text (the UI renders it as text).
  */
 import type { BlockScore, Metric } from '../analysis/influence.ts';
+import { CONFIDENCE, type Interval, type IntervalsInfo } from '../analysis/uncertainty.ts';
 import { base64urlToBytes, base64urlToJson, bytesToBase64url, dequantise, jsonToBase64url, packUint16, quantise, unpackUint16 } from './codec.ts';
 
 export const STATE_VERSION = 1;
@@ -58,6 +62,8 @@ export interface ExperimentState {
   generation: GenerationSettings;
   /** Per-block scores as measured (quantised in the link). */
   scores?: BlockScore[];
+  /** Their 95% bootstrap intervals (quantised in the link), for the same blocks; only with scores. */
+  intervals?: IntervalsInfo;
 }
 
 export const LIMITS = {
@@ -129,8 +135,19 @@ export function encodeState(state: ExperimentState): string {
       q: quantised.map((q) => [q.min, q.max]),
     };
     scoreSegment = `.${bytesToBase64url(packUint16(quantised.map((q) => q.codes)))}`;
+    const errorBars = state.intervals && encodeIntervals(state.intervals, indices);
+    if (errorBars) (wire.s as Record<string, unknown>).e = errorBars;
   }
   return `v${STATE_VERSION}.${jsonToBase64url(wire)}${scoreSegment}`;
+}
+
+/** The error bars of `s.e`, or null when they do not cover exactly the scored blocks. */
+function encodeIntervals(info: IntervalsInfo, indices: readonly number[]): Record<string, unknown> | null {
+  const byIndex = new Map(info.blocks.map((b) => [b.index, b]));
+  if (info.blocks.length !== indices.length || !indices.every((i) => byIndex.has(i))) return null;
+  const ordered = indices.map((i) => byIndex.get(i) as IntervalsInfo['blocks'][number]);
+  const quantised = METRIC_KEYS.map((metric) => quantise([...ordered.map((b) => b[metric][0]), ...ordered.map((b) => b[metric][1])]));
+  return { b: info.resamples, n: info.sequences, r: info.seed, q: quantised.map((q) => [q.min, q.max]), d: bytesToBase64url(packUint16(quantised.map((q) => q.codes))) };
 }
 
 /** A full share URL: the page's URL with its hash replaced. */
@@ -325,6 +342,41 @@ function decodeScores(raw: unknown, segment: string | undefined, notices: string
   return indices.map((index: number, i) => ({ index, bi: values[0][i], angular: values[1][i], relMagnitude: values[2][i], tokens: tokens[i] as number }));
 }
 
+/** The error bars of `s.e` for the decoded scores' blocks; undefined (with a notice) when anything is off. */
+function decodeIntervals(raw: unknown, scores: readonly BlockScore[], notices: string[]): IntervalsInfo | undefined {
+  if (raw === undefined) return undefined;
+  const drop = (why: string) => {
+    notices.push(`Ignored the link's error bars: ${why}. The scores are shown without them.`);
+    return undefined;
+  };
+  const resamples = field(raw, 'b');
+  const sequences = field(raw, 'n');
+  const seed = field(raw, 'r');
+  const ranges = field(raw, 'q');
+  const data = field(raw, 'd');
+  if (!isInt(resamples, 2, 1_000_000) || !isInt(sequences, 2, LIMITS.sequences) || !isInt(seed, 0, LIMITS.seed)) {
+    return drop('their resample count, sequence count or seed is not a whole number in range');
+  }
+  if (
+    !Array.isArray(ranges) ||
+    ranges.length !== 3 ||
+    !ranges.every((r) => Array.isArray(r) && r.length === 2 && isNumber(r[0], -Number.MAX_VALUE, Number.MAX_VALUE) && isNumber(r[1], r[0], Number.MAX_VALUE))
+  ) {
+    return drop('their value ranges are not pairs of finite numbers (min ≤ max)');
+  }
+  const count = scores.length;
+  const bytes = typeof data === 'string' ? base64urlToBytes(data) : null;
+  const codes = bytes && unpackUint16(bytes, 3, 2 * count);
+  if (!codes) return drop('their data is damaged, truncated or for another number of blocks');
+  const bounds = codes.map((c, k) => dequantise({ min: ranges[k][0], max: ranges[k][1], codes: c }));
+  const blocks = scores.map((s, i) => {
+    const interval = (k: number): Interval => [bounds[k][i], bounds[k][count + i]];
+    return { index: s.index, bi: interval(0), angular: interval(1), relMagnitude: interval(2) };
+  });
+  if (!blocks.every((b) => METRIC_KEYS.every((m) => b[m][0] <= b[m][1]))) return drop('a lower bound lies above its upper bound');
+  return { confidence: CONFIDENCE, resamples, sequences, seed, blocks };
+}
+
 /**
  * Re-checks a state against a model with `layers` blocks: out-of-range block indices are dropped,
  * removing every block is refused, scores for another block count are dropped, angular n is capped.
@@ -346,6 +398,7 @@ export function validateForModel(state: ExperimentState, layers: number): { stat
   if (state.scores && (state.scores.some((s) => s.index >= layers) || state.scores.length > layers)) {
     notices.push(`Ignored the link's block scores: they are for a model with other blocks than this one's ${layers}.`);
     delete out.scores;
+    delete out.intervals;
   }
   return { state: out, notices };
 }
@@ -404,6 +457,9 @@ export function decodeState(hash: string, options: DecodeOptions = {}): DecodedS
     const scores = decodeScores(get('s'), segments[1], notices);
     if (scores) state.scores = scores;
     else delete state.scores;
+    const intervals = scores && decodeIntervals(field(get('s'), 'e'), scores, notices);
+    if (intervals) state.intervals = intervals;
+    else delete state.intervals;
     if (options.layers !== undefined && Number.isInteger(options.layers) && options.layers > 0) {
       const checked = validateForModel(state, options.layers);
       return { state: checked.state, notices: [...notices, ...checked.notices], found: true };

@@ -9,7 +9,18 @@ import type { BlockStatSums } from '../engine/backend.ts';
 import { checkPrompt } from '../engine/limits.ts';
 import type { LoadProgress, ModelInfo, ModelSourceSpec, RemovalSet, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
 import { engine, proxy } from './engine-client.ts';
-import { BUILTIN_CALIBRATION, BUILTIN_MODEL, type CalibrationCompareState, type Cut, emptyOutput, emptyPerplexity, lab, notify, type OutputState, type PerplexityState } from './state.svelte.ts';
+import {
+  BUILTIN_CALIBRATION,
+  BUILTIN_MODEL,
+  type CalibrationCompareState,
+  type Cut,
+  emptyOutput,
+  emptyPerplexity,
+  lab,
+  notify,
+  type OutputState,
+  type PerplexityState,
+} from './state.svelte.ts';
 
 const tickets = new Map<string, number>();
 

@@ -34,6 +34,12 @@ export function formatExact(value: number): string {
   return Number.isFinite(value) ? value.toPrecision(6) : '—';
 }
 
+/** A confidence interval, exact enough for tooltips and tables: "[0.0114, 0.0121]". */
+export function formatInterval(interval: readonly [number, number] | undefined): string {
+  if (!interval) return '—';
+  return `[${interval.map((v) => (Number.isFinite(v) ? v.toPrecision(4) : '—')).join(', ')}]`;
+}
+
 export function formatPercent(share: number): string {
   return `${(share * 100).toFixed(share > 0 && share < 0.1 ? 1 : 0)}%`;
 }

@@ -159,7 +159,8 @@ describe('results as CSV and JSON', () => {
       ]),
     ).toBe('a,b\r\n1,"x,y"\r\n');
     const withNaN = resultsCsv([{ index: 0, bi: Number.NaN, angular: 0.1, relMagnitude: 0.2, tokens: 0 }], [], 'bi');
-    expect(withNaN.split('\r\n')[1]).toBe('0,,0.1,0.2,0,1,1,1,1,false');
+    // The error-bar columns (CI bounds, P(lowest)) stay empty without error bars.
+    expect(withNaN.split('\r\n')[1]).toBe('0,,0.1,0.2,0,1,1,1,1,false,,,,,,,');
   });
 
   it('JSON holds the experiment (without quantised scores), full-precision blocks, removal and extras', () => {
@@ -174,7 +175,18 @@ describe('results as CSV and JSON', () => {
     expect(parsed.experiment.scores).toBeUndefined();
     expect(parsed.experiment.prompt).toBe(state.prompt);
     expect(parsed.blocks.map((b: { bi: number }) => b.bi)).toEqual(SCORES.map((s) => s.bi));
-    expect(parsed.blocks[1]).toEqual({ index: 1, bi: SCORES[1].bi, angular: 0.05, relMagnitude: 0.25, tokens: 100, rank: { bi: 1, angular: 2, relMagnitude: 2 }, removed: true });
+    expect(parsed.blocks[1]).toEqual({
+      index: 1,
+      bi: SCORES[1].bi,
+      angular: 0.05,
+      relMagnitude: 0.25,
+      tokens: 100,
+      rank: { bi: 1, angular: 2, relMagnitude: 2 },
+      removed: true,
+      ci: null,
+      pLowest: null,
+    });
+    expect(parsed.errorBars).toBeNull();
     expect(parsed.extras.perplexity).toEqual({ original: 12.5, pruned: 14.25 });
   });
 });

@@ -86,11 +86,16 @@ function resultExtras(): Record<string, unknown> {
 
 export function exportResultsJson(): void {
   const state = currentExperiment();
-  saveFile(resultsJson(state, lab.scores, lab.removal.blocks, resultExtras()), `${baseName()}-prunelab-results.json`, 'application/json');
+  saveFile(resultsJson(state, lab.scores, lab.removal.blocks, resultExtras(), errorBars()), `${baseName()}-prunelab-results.json`, 'application/json');
+}
+
+/** The intervals of the scores shown (computed here or from the link) and the slider cut's stability. */
+function errorBars() {
+  return { intervals: lab.intervals, stability: lab.stability };
 }
 
 export function exportResultsCsv(): void {
-  saveFile(resultsCsv(lab.scores, lab.removal.blocks, lab.metric), `${baseName()}-prunelab-results.csv`, 'text/csv');
+  saveFile(resultsCsv(lab.scores, lab.removal.blocks, lab.metric, errorBars()), `${baseName()}-prunelab-results.csv`, 'text/csv');
 }
 
 // ---------------------------------------------------------------- chart images

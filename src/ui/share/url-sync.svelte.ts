@@ -9,6 +9,7 @@
  * - Nothing from a link is ever evaluated or rendered as HTML; what is dropped is said in one notice.
  */
 import type { BlockScore } from '../../analysis/influence.ts';
+import type { IntervalsInfo } from '../../analysis/uncertainty.ts';
 import { parseHubId } from '../../engine/sources.ts';
 import { textFingerprint } from '../../share/codec.ts';
 import {
@@ -103,11 +104,16 @@ export function currentExperiment(): ExperimentState {
     removed: [...removal.blocks],
     removedAttention: [...removal.attention],
     removedMlp: [...removal.mlp],
-    prompt: lab.prompt.slice(0, LIMITS.prompt),
-    generation: { ...lab.settings },
+    // The prompt and settings of the last run, as the outputs show them (an edit not yet run is not shared).
+    prompt: lab.compared.prompt.slice(0, LIMITS.prompt),
+    generation: { ...lab.compared.settings },
   };
   // Running (partial) scores and scores of a model no link can name stay out of the link.
-  if (!lab.scoring && lab.scores.length > 0 && modelIsLinkable()) state.scores = lab.scores;
+  if (!lab.scoring && lab.scores.length > 0 && modelIsLinkable()) {
+    state.scores = lab.scores;
+    // Their error bars travel too, so a link draws the whiskers before the model loads.
+    if (lab.intervals) state.intervals = lab.intervals;
+  }
   return state;
 }
 
@@ -161,11 +167,13 @@ function applySettings(state: ExperimentState, fromLink: boolean): void {
   if (state.removedAttention.length + state.removedMlp.length > 0) lab.halfRemoval = true;
   lab.prompt = state.prompt;
   lab.settings = { ...state.generation };
+  lab.compared = { prompt: state.prompt, settings: { ...state.generation } };
 }
 
-function showLinkScores(scores: BlockScore[]): void {
+function showLinkScores(scores: BlockScore[], intervals: IntervalsInfo | undefined): void {
   share.linkScores = scores;
   lab.scores = scores;
+  lab.errorBars = intervals ? { scores, bootstrap: null, intervals } : null;
   lab.scoreSummary = null;
 }
 
@@ -278,7 +286,7 @@ function onNavigate(): void {
   const state = checked.state;
   const sameScores = sameModel(before.model, state.model) && JSON.stringify(before.calibration) === JSON.stringify(state.calibration);
   applySettings(state, false);
-  if (state.scores && !(sameScores && lab.scores.length > 0 && !share.fromLink)) showLinkScores(state.scores);
+  if (state.scores && !(sameScores && lab.scores.length > 0 && !share.fromLink)) showLinkScores(state.scores, state.intervals);
   else if (!state.scores && !sameScores) lab.scores = [];
   written = state;
   writtenHash = hash;
@@ -294,7 +302,7 @@ export function startUrlSync(): void {
   reportNotices(decoded.notices, decoded.found);
   if (decoded.found) {
     applySettings(decoded.state, true);
-    if (decoded.state.scores) showLinkScores(decoded.state.scores);
+    if (decoded.state.scores) showLinkScores(decoded.state.scores, decoded.state.intervals);
     openLinkedModel(decoded.state.model);
   } else {
     void actions.loadBuiltinModel();
