@@ -1,5 +1,5 @@
 /** Device acquisition, limits and loss: what a person sees when WebGPU cannot run the model. */
-import { describe, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { createCpuBackend } from '../../src/engine/cpu/backend.ts';
 import { PruneLabError } from '../../src/engine/errors.ts';
 import { makePlan } from '../../src/engine/plan.ts';
@@ -7,12 +7,12 @@ import { createWebGpuBackend } from '../../src/engine/webgpu/backend.ts';
 import { acquireGpu } from '../../src/engine/webgpu/device.ts';
 import { maxAbsDiff } from './harness.ts';
 import { randomCheckpoint } from './random-model.ts';
-import { gpuAvailable } from './setup.ts';
+import { describeGpu } from './setup.ts';
 
 // maxPositions 32 keeps its RoPE table (a vector, never split) at 2 KB, under the 4 KB binding limit below.
-const small = randomCheckpoint({ family: 'llama', dtype: 'F32', hidden: 32, heads: 2, intermediate: 48, layers: 1, vocab: 40, maxPositions: 32 });
+const small = randomCheckpoint({ modelType: 'llama', dtype: 'F32', hidden: 32, heads: 2, intermediate: 48, layers: 1, vocab: 40, maxPositions: 32 });
 
-describe.skipIf(!gpuAvailable)('WebGPU device', () => {
+describeGpu('WebGPU device', () => {
   test("the device is created with the adapter's real limits, not the defaults", async () => {
     const ctx = await acquireGpu();
     const adapter = await navigator.gpu.requestAdapter();
@@ -26,7 +26,7 @@ describe.skipIf(!gpuAvailable)('WebGPU device', () => {
   test('a tensor larger than a storage binding is split; only a row larger than the limit is refused, naming the tensor and the limit', async () => {
     const ctx = await acquireGpu();
     try {
-      // wte is 40 × 32 f32 = 5120 bytes: with 4096-byte bindings it becomes chunks of 32 + 8 rows.
+      // embed_tokens is 40 × 32 f32 = 5120 bytes: with 4096-byte bindings it becomes chunks of 32 + 8 rows.
       const limits = { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 4096 } as GPUSupportedLimits;
       const split = await createWebGpuBackend(small.spec, small.weights, { context: { ...ctx, limits }, precompile: false });
       expect((split as unknown as { embed: { chunks: { rows: number }[] } }).embed.chunks.map((c) => c.rows)).toEqual([32, 8]);
@@ -35,13 +35,13 @@ describe.skipIf(!gpuAvailable)('WebGPU device', () => {
       const tiny = { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 64 } as GPUSupportedLimits;
       const attempt = createWebGpuBackend(small.spec, small.weights, { context: { ...ctx, limits: tiny }, precompile: false });
       await expect(attempt).rejects.toThrow(PruneLabError);
-      await expect(attempt).rejects.toThrow(/tensor wte: one row needs a 128 bytes storage binding but this device's maxStorageBufferBindingSize is 64 bytes/);
+      await expect(attempt).rejects.toThrow(/tensor embed_tokens\.weight: one row needs a 128 bytes storage binding but this device's maxStorageBufferBindingSize is 64 bytes/);
       const smallBuffers = { maxBufferSize: 100, maxStorageBufferBindingSize: 2 ** 30 } as GPUSupportedLimits;
       await expect(createWebGpuBackend(small.spec, small.weights, { context: { ...ctx, limits: smallBuffers }, precompile: false })).rejects.toThrow(
-        /tensor wte: one row needs a 128 bytes storage binding but this device's maxBufferSize is 100 bytes/,
+        /tensor embed_tokens\.weight: one row needs a 128 bytes storage binding but this device's maxBufferSize is 100 bytes/,
       );
       await expect(createWebGpuBackend(small.spec, small.weights, { context: ctx, precompile: false, maxBindingBytes: 100 })).rejects.toThrow(
-        /tensor wte: one row needs a 128 bytes storage binding but the maxBindingBytes override is 100 bytes/,
+        /tensor embed_tokens\.weight: one row needs a 128 bytes storage binding but the maxBindingBytes override is 100 bytes/,
       );
     } finally {
       ctx.device.destroy();
@@ -49,9 +49,9 @@ describe.skipIf(!gpuAvailable)('WebGPU device', () => {
   });
 
   test('a backend that fails during creation frees every buffer it had already uploaded', async () => {
-    // down_proj rows are 80 f32 = 320 bytes: with 256-byte bindings everything before h.0.down (embedding in 2-row chunks,
+    // down_proj rows are 80 f32 = 320 bytes: with 256-byte bindings everything before layers.0.mlp.down_proj (embedding in 2-row chunks,
     // norms, q/k/v/o, gate, up) uploads, then creation fails.
-    const model = randomCheckpoint({ family: 'llama', dtype: 'F32', hidden: 32, heads: 2, intermediate: 80, layers: 2, vocab: 40 });
+    const model = randomCheckpoint({ modelType: 'llama', dtype: 'F32', hidden: 32, heads: 2, intermediate: 80, layers: 2, vocab: 40 });
     const ctx = await acquireGpu();
     const created: GPUBuffer[] = [];
     const destroyed = new Set<GPUBuffer>();
@@ -69,7 +69,7 @@ describe.skipIf(!gpuAvailable)('WebGPU device', () => {
     };
     try {
       await expect(createWebGpuBackend(model.spec, model.weights, { context: ctx, maxBindingBytes: 256 })).rejects.toThrow(
-        /tensor h\.0\.down\.weight: one row needs a 320 bytes storage binding but the maxBindingBytes override is 256 bytes/,
+        /tensor layers\.0\.mlp\.down_proj\.weight: one row needs a 320 bytes storage binding but the maxBindingBytes override is 256 bytes/,
       );
       expect(created.length).toBeGreaterThan(20);
       expect(created.filter((b) => !destroyed.has(b)).map((b) => b.label)).toEqual([]);

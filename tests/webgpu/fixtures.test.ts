@@ -15,7 +15,7 @@ import { directorySource } from '../../src/engine/sources.ts';
 import { createWebGpuBackend } from '../../src/engine/webgpu/backend.ts';
 import { acquireGpu, type GpuContext } from '../../src/engine/webgpu/device.ts';
 import { maxAbsDiff } from './harness.ts';
-import { gpuAvailable, HOOK_TIMEOUT_MS } from './setup.ts';
+import { describeGpu, HOOK_TIMEOUT_MS } from './setup.ts';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
 const names = existsSync(FIXTURES)
@@ -31,7 +31,7 @@ const note = (model: string, what: string, value: number) => {
   return value;
 };
 
-describe.skipIf(!gpuAvailable || names.length === 0)('fixture checkpoints: WebGPU matches the CPU reference', () => {
+describeGpu('fixture checkpoints: WebGPU matches the CPU reference', () => {
   let ctx: GpuContext;
   beforeAll(async () => {
     ctx = await acquireGpu();

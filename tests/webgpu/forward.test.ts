@@ -12,7 +12,7 @@ import { createWebGpuBackend, type WebGpuBackend } from '../../src/engine/webgpu
 import { acquireGpu, type GpuContext } from '../../src/engine/webgpu/device.ts';
 import { maxAbsDiff } from './harness.ts';
 import { randomCheckpoint, randomIds, type RandomModelOptions } from './random-model.ts';
-import { gpuAvailable, HOOK_TIMEOUT_MS } from './setup.ts';
+import { describeGpu, HOOK_TIMEOUT_MS } from './setup.ts';
 
 /** Per-token-mean tolerance of the block statistics, by stored weight dtype (issue 4). */
 const STAT_TOLERANCE = { F32: 1e-4, F16: 2e-3, BF16: 1e-4 } as const;
@@ -23,7 +23,7 @@ const llama3Scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high
 const MODELS: (RandomModelOptions & { name: string })[] = [
   {
     name: 'llama GQA 2, qkv bias, llama3 rope scaling (F32)',
-    family: 'llama',
+    modelType: 'llama',
     dtype: 'F32',
     hidden: 64,
     heads: 4,
@@ -36,7 +36,6 @@ const MODELS: (RandomModelOptions & { name: string })[] = [
   },
   {
     name: 'qwen3 qk-norm, GQA 2, head_dim 32 ≠ hidden/heads, tied (F16)',
-    family: 'llama',
     modelType: 'qwen3',
     dtype: 'F16',
     hidden: 48,
@@ -48,10 +47,10 @@ const MODELS: (RandomModelOptions & { name: string })[] = [
     vocab: 101,
     tie: true,
   },
-  { name: 'llama GQA 4, head_dim 64 (F16)', family: 'llama', dtype: 'F16', hidden: 64, heads: 4, kvHeads: 1, headDim: 64, intermediate: 72, layers: 2, vocab: 90 },
-  { name: 'mistral MHA (BF16 → f32)', family: 'llama', modelType: 'mistral', dtype: 'BF16', hidden: 32, heads: 2, kvHeads: 2, intermediate: 64, layers: 2, vocab: 64 },
-  { name: 'gpt2 (F32)', family: 'gpt2', dtype: 'F32', hidden: 48, heads: 4, intermediate: 96, layers: 3, vocab: 80 },
-  { name: 'gpt2 (F16)', family: 'gpt2', dtype: 'F16', hidden: 32, heads: 2, intermediate: 64, layers: 2, vocab: 70 },
+  { name: 'llama GQA 4, head_dim 64 (F16)', modelType: 'llama', dtype: 'F16', hidden: 64, heads: 4, kvHeads: 1, headDim: 64, intermediate: 72, layers: 2, vocab: 90 },
+  { name: 'mistral MHA (BF16 → f32)', modelType: 'mistral', dtype: 'BF16', hidden: 32, heads: 2, kvHeads: 2, intermediate: 64, layers: 2, vocab: 64 },
+  { name: 'gpt2 (F32)', modelType: 'gpt2', dtype: 'F32', hidden: 48, heads: 4, intermediate: 96, layers: 3, vocab: 80 },
+  { name: 'gpt2 (F16)', modelType: 'gpt2', dtype: 'F16', hidden: 32, heads: 2, intermediate: 64, layers: 2, vocab: 70 },
 ];
 
 const measured: Record<string, Record<string, number>> = {};
@@ -73,7 +72,7 @@ function compareStats(model: string, dtype: keyof typeof STAT_TOLERANCE, cpu: Fo
   });
 }
 
-describe.skipIf(!gpuAvailable)('whole forward: WebGPU matches the CPU reference', () => {
+describeGpu('whole forward: WebGPU matches the CPU reference', () => {
   let ctx: GpuContext;
   beforeAll(async () => {
     ctx = await acquireGpu();

@@ -1,17 +1,19 @@
 /**
- * Random-weight checkpoints built in memory (no files): llama-family (GQA, qkv bias, qk-norm variants)
- * and GPT-2 specs, with every tensor stored as F32, F16 or BF16 HostTensors exactly as a loader makes.
+ * Random-weight checkpoints built in memory (no files), for any family of the registry: a config.json is
+ * written for the model type, parsed by its family (src/engine/arch), and the family's own bindWeights
+ * takes its tensors (HF names, fused qkv / gate_up included) from a store that makes each one on first
+ * request, stored as F32, F16 or BF16 HostTensors exactly as a loader makes them.
  */
+import { familyForConfig } from '../../src/engine/arch/registry.ts';
 import type { Checkpoint } from '../../src/engine/checkpoint.ts';
-import { parseConfig } from '../../src/engine/config.ts';
 import { encodeF16, type HostTensor } from '../../src/engine/safetensors.ts';
-import type { BlockWeights, Linear, ModelWeights } from '../../src/engine/weights.ts';
+import { TensorStore } from '../../src/engine/weights.ts';
 
 export type StoredDType = 'F32' | 'F16' | 'BF16';
 
 export interface RandomModelOptions {
-  family: 'llama' | 'gpt2';
-  modelType?: string;
+  /** config.json model_type (llama, mistral, qwen2, qwen3, gpt2, gemma2, gemma3_text, phi3, olmo2, granite, smollm3, gpt_neox). */
+  modelType: string;
   dtype: StoredDType;
   hidden: number;
   heads: number;
@@ -25,6 +27,8 @@ export interface RandomModelOptions {
   ropeScaling?: unknown;
   maxPositions?: number;
   seed?: number;
+  /** config.json keys added or overriding the defaults (sliding_window, soft-caps, multipliers, layer lists …). */
+  config?: Record<string, unknown>;
 }
 
 /** Deterministic standard-normal-ish numbers (mulberry32 + Box–Muller). */
@@ -54,77 +58,90 @@ export function tensorOf(name: string, shape: number[], values: Float32Array, dt
   return { name, file: 'random.safetensors', dtype, shape, bytes: encode(values, dtype) };
 }
 
-export function randomCheckpoint(o: RandomModelOptions): Checkpoint {
-  const rand = randomNormal(o.seed ?? 1);
+/** The config.json of a small model of `o.modelType`, in the spelling its family reads. */
+function configFor(o: RandomModelOptions): Record<string, unknown> {
   const kvHeads = o.kvHeads ?? o.heads;
   const headDim = o.headDim ?? o.hidden / o.heads;
-  const config: Record<string, unknown> =
-    o.family === 'gpt2'
-      ? {
-          model_type: 'gpt2',
-          vocab_size: o.vocab,
-          n_embd: o.hidden,
-          n_head: o.heads,
-          n_layer: o.layers,
-          n_inner: o.intermediate,
-          n_positions: o.maxPositions ?? 64,
-          layer_norm_epsilon: 1e-5,
-        }
-      : {
-          model_type: o.modelType ?? 'llama',
-          vocab_size: o.vocab,
-          hidden_size: o.hidden,
-          intermediate_size: o.intermediate,
-          num_hidden_layers: o.layers,
-          num_attention_heads: o.heads,
-          num_key_value_heads: kvHeads,
-          head_dim: headDim,
-          rms_norm_eps: 1e-5,
-          rope_theta: 10000,
-          rope_scaling: o.ropeScaling ?? null,
-          max_position_embeddings: o.maxPositions ?? 256,
-          attention_bias: o.qkvBias ?? false,
-          tie_word_embeddings: o.tie ?? false,
-        };
-  const spec = parseConfig(config);
-  const t = (name: string, shape: number[], scale: number, offset = 0) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const v = new Float32Array(n);
-    for (let i = 0; i < n; i++) v[i] = offset + scale * rand();
+  let base: Record<string, unknown>;
+  if (o.modelType === 'gpt2') {
+    base = { n_embd: o.hidden, n_head: o.heads, n_layer: o.layers, n_inner: o.intermediate, n_positions: o.maxPositions ?? 64, layer_norm_epsilon: 1e-5 };
+  } else if (o.modelType === 'gpt_neox') {
+    base = {
+      hidden_size: o.hidden,
+      num_attention_heads: o.heads,
+      num_hidden_layers: o.layers,
+      intermediate_size: o.intermediate,
+      max_position_embeddings: o.maxPositions ?? 256,
+      layer_norm_eps: 1e-5,
+      rotary_pct: 0.25,
+      rotary_emb_base: 10000,
+      hidden_act: 'gelu',
+      use_parallel_residual: true,
+      tie_word_embeddings: o.tie ?? false,
+    };
+  } else {
+    base = {
+      hidden_size: o.hidden,
+      intermediate_size: o.intermediate,
+      num_hidden_layers: o.layers,
+      num_attention_heads: o.heads,
+      num_key_value_heads: kvHeads,
+      head_dim: headDim,
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+      rope_scaling: o.ropeScaling ?? null,
+      max_position_embeddings: o.maxPositions ?? 256,
+      attention_bias: o.qkvBias ?? false,
+      tie_word_embeddings: o.tie ?? false,
+    };
+    if (o.modelType.startsWith('gemma')) Object.assign(base, { hidden_activation: 'gelu_pytorch_tanh', query_pre_attn_scalar: headDim });
+  }
+  return { model_type: o.modelType, vocab_size: o.vocab, ...base, ...o.config };
+}
+
+/** GPT-2's Conv1D weights are stored [in, out]. */
+const CONV1D = /\.(c_attn|c_proj|c_fc)\.weight$/;
+const EMBEDDINGS = new Set(['embed_tokens.weight', 'wte.weight', 'embed_in.weight']);
+const UNTIED_HEADS = new Set(['lm_head.weight', 'embed_out.weight']);
+
+/** A TensorStore that makes every tensor the family asks for (and offers an untied head when the config unties it). */
+class RandomStore extends TensorStore {
+  constructor(
+    private readonly make: (name: string, shape: number[]) => HostTensor,
+    private readonly untied: boolean,
+  ) {
+    super(new Map(), () => false);
+  }
+  override has(name: string): boolean {
+    return this.tensors.has(name) || (this.untied && UNTIED_HEADS.has(name));
+  }
+  override take(name: string, shape: number[]): HostTensor {
+    if (!this.tensors.has(name)) this.tensors.set(name, this.make(name, shape));
+    return super.take(name, shape);
+  }
+}
+
+export function randomCheckpoint(o: RandomModelOptions): Checkpoint {
+  const rand = randomNormal(o.seed ?? 1);
+  const config = configFor(o);
+  const family = familyForConfig(config);
+  const spec = family.parseConfig(config);
+  const make = (name: string, shape: number[]) => {
+    let scale: number;
+    let offset = 0;
+    if (shape.length === 1) {
+      // Biases small; norm weights near 1 (Gemma stores w of its (1 + w)).
+      scale = 0.1;
+      if (!name.endsWith('.bias') && spec.normOffset === 0) offset = 1;
+    } else if (EMBEDDINGS.has(name)) scale = 1;
+    else if (name === 'wpe.weight') scale = 0.3;
+    else scale = 1 / Math.sqrt(spec.family === 'gpt2' && CONV1D.test(name) ? shape[0] : shape[1]);
+    const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    for (let i = 0; i < v.length; i++) v[i] = offset + scale * rand();
     return tensorOf(name, shape, v, o.dtype);
   };
-  const lin = (name: string, out: number, inp: number, bias: boolean): Linear => ({
-    weight: t(`${name}.weight`, [out, inp], 1 / Math.sqrt(inp)),
-    bias: bias ? t(`${name}.bias`, [out], 0.1) : null,
-  });
-  const layer = spec.norm === 'layer';
-  const norm = (name: string) => ({ weight: t(`${name}.weight`, [spec.hidden], 0.1, 1), bias: layer ? t(`${name}.bias`, [spec.hidden], 0.05) : null });
-  const blocks: BlockWeights[] = [];
-  for (let i = 0; i < spec.layers; i++) {
-    blocks.push({
-      attnNorm: norm(`h.${i}.ln_1`),
-      q: lin(`h.${i}.q`, spec.heads * headDim, spec.hidden, spec.qkvBias),
-      k: lin(`h.${i}.k`, kvHeads * headDim, spec.hidden, spec.qkvBias),
-      v: lin(`h.${i}.v`, kvHeads * headDim, spec.hidden, spec.qkvBias),
-      o: lin(`h.${i}.o`, spec.hidden, spec.heads * headDim, spec.family === 'gpt2'),
-      qNorm: spec.qkNorm ? t(`h.${i}.q_norm`, [headDim], 0.1, 1) : null,
-      kNorm: spec.qkNorm ? t(`h.${i}.k_norm`, [headDim], 0.1, 1) : null,
-      mlpNorm: norm(`h.${i}.ln_2`),
-      gate: spec.family === 'llama' ? lin(`h.${i}.gate`, spec.intermediate, spec.hidden, false) : null,
-      up: lin(`h.${i}.up`, spec.intermediate, spec.hidden, spec.family === 'gpt2'),
-      down: lin(`h.${i}.down`, spec.hidden, spec.intermediate, spec.family === 'gpt2'),
-    });
-  }
-  const embed = t('wte', [spec.vocabSize, spec.hidden], 1);
-  const weights: ModelWeights = {
-    embed,
-    positions: spec.learnedPositions ? t('wpe', [spec.maxPositions, spec.hidden], 0.3) : null,
-    blocks,
-    finalNorm: norm('ln_f'),
-    lmHead: spec.tieEmbeddings ? embed : t('lm_head', [spec.vocabSize, spec.hidden], 1 / Math.sqrt(spec.hidden)),
-    unused: [],
-  };
-  return { label: `random-${spec.modelType}-${o.dtype}`, config, spec, weights, tokenizer: null, dtypes: [o.dtype], parameters: 0, files: [] };
+  const weights = family.bindWeights(spec, new RandomStore(make, !spec.tieEmbeddings), config);
+  return { label: `random-${spec.modelType}-${o.dtype}`, config, family, spec, weights, tokenizer: null, dtypes: [o.dtype], parameters: 0, files: [] };
 }
 
 export function randomIds(count: number, vocab: number, seed: number): number[] {

@@ -15,7 +15,7 @@ import { acquireGpu, type GpuContext } from '../../src/engine/webgpu/device.ts';
 import type { GpuMatrix } from '../../src/engine/webgpu/tensors.ts';
 import { maxAbsDiff } from './harness.ts';
 import { randomCheckpoint, randomIds, type RandomModelOptions } from './random-model.ts';
-import { gpuAvailable, HOOK_TIMEOUT_MS } from './setup.ts';
+import { describeGpu, HOOK_TIMEOUT_MS } from './setup.ts';
 
 const STAT_TOLERANCE = { F32: 1e-4, F16: 2e-3, BF16: 1e-4 } as const;
 const NLL_RELATIVE = 1e-3;
@@ -34,7 +34,7 @@ const CASES: SplitCase[] = [
     // 256-byte rows: 15 per 4000-byte binding → vocab 97 = 6×15 + 7; q 64 rows = 4×15 + 4 (mid-head); down (384-byte rows) 64 = 6×10 + 4;
     // logits rows 388 bytes → groups of 10 rows.
     name: 'llama GQA 2, qkv bias, untied (F32), 4000-byte bindings',
-    family: 'llama',
+    modelType: 'llama',
     dtype: 'F32',
     hidden: 64,
     heads: 4,
@@ -50,7 +50,6 @@ const CASES: SplitCase[] = [
   {
     // Packed f16, tied: 96-byte rows, 20 per 2000-byte binding → vocab 101 = 5×20 + 1 (a one-row last chunk), shared by gather and head.
     name: 'qwen3 qk-norm, GQA 2, head_dim 32, tied (F16), 2000-byte bindings',
-    family: 'llama',
     modelType: 'qwen3',
     dtype: 'F16',
     hidden: 48,
@@ -68,7 +67,7 @@ const CASES: SplitCase[] = [
   {
     // Biases on every projection (split bias ranges), learned positions. 192-byte rows: 15 per 3000 bytes → vocab 80 = 5×15 + 5.
     name: 'gpt2 (F32), 3000-byte bindings',
-    family: 'gpt2',
+    modelType: 'gpt2',
     dtype: 'F32',
     hidden: 48,
     heads: 4,
@@ -96,7 +95,7 @@ type Internals = {
 };
 const internals = (b: Backend) => b as unknown as Internals;
 
-describe.skipIf(!gpuAvailable)('tensors larger than one binding are split: split WebGPU = unsplit WebGPU = CPU', () => {
+describeGpu('tensors larger than one binding are split: split WebGPU = unsplit WebGPU = CPU', () => {
   let ctx: GpuContext;
   beforeAll(async () => {
     ctx = await acquireGpu();

@@ -2,14 +2,9 @@
  * Records one forward: dispatches (pipeline + params + storage buffers + grid) and buffer copies, in
  * order. `submit` writes every dispatch's params into one uniform buffer at aligned offsets, encodes the
  * whole list into one command encoder (compute passes split only around copies) and submits once.
+ * A dispatch's params are the bytes its kernel's UniformLayout packed (kernels/common.ts).
  */
 import type { PipelineCache } from './kernels/common.ts';
-
-/** A kernel's uniform block: u32 fields first, then f32 fields, in the WGSL struct's order. */
-export interface Params {
-  u32: number[];
-  f32?: number[];
-}
 
 /** A whole buffer, or a byte range of one. */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
@@ -32,19 +27,15 @@ export class Recorder {
     this.align = device.limits.minUniformBufferOffsetAlignment;
   }
 
-  dispatch(pipeline: GPUComputePipeline, params: Params, buffers: Binding[], groups: [number, number?, number?]): void {
-    const fields = params.u32.length + (params.f32?.length ?? 0);
-    const size = Math.max(16, Math.ceil((fields * 4) / 16) * 16);
+  dispatch(pipeline: GPUComputePipeline, params: Uint8Array, buffers: Binding[], groups: [number, number?, number?]): void {
+    const size = Math.max(16, Math.ceil(params.byteLength / 16) * 16);
     const offset = Math.ceil(this.paramEnd / this.align) * this.align;
     if (offset + size > this.paramBytes.byteLength) {
       const grown = new ArrayBuffer(Math.max(this.paramBytes.byteLength * 2, offset + size));
       new Uint8Array(grown).set(new Uint8Array(this.paramBytes));
       this.paramBytes = grown;
     }
-    const view = new DataView(this.paramBytes, offset, size);
-    for (let i = 0; i < params.u32.length; i++) view.setUint32(i * 4, params.u32[i], true);
-    const floats = params.f32 ?? [];
-    for (let i = 0; i < floats.length; i++) view.setFloat32((params.u32.length + i) * 4, floats[i], true);
+    new Uint8Array(this.paramBytes, offset, size).set(params);
     this.paramEnd = offset + size;
     const [x, y = 1, z = 1] = groups;
     if (x === 0 || y === 0 || z === 0) return;

@@ -11,6 +11,7 @@
 import { PruneLabError } from '../errors.ts';
 import { decodeToF32, type HostTensor } from '../safetensors.ts';
 import { type BindingLimit, checkFits, formatBytes, type GpuContext } from './device.ts';
+import type { Linear, ModelWeights, Norm } from '../weights.ts';
 import type { WeightFormat } from './kernels/common.ts';
 
 /** Rows [firstRow, firstRow + rows) of a matrix, in a buffer of their own (element 0 = firstRow's first). */
@@ -92,4 +93,88 @@ export function uploadMatrix(ctx: GpuContext, t: HostTensor, limit: BindingLimit
     return { buffer, firstRow, rows: count };
   });
   return { chunks, format, rows, cols };
+}
+
+export interface GpuLinear {
+  w: GpuMatrix;
+  b: GPUBuffer | null;
+}
+
+export interface GpuNorm {
+  w: GPUBuffer;
+  /** LayerNorm only. */
+  b: GPUBuffer | null;
+}
+
+/** One block's buffers, shaped like weights.ts BlockWeights (a missing norm is null). */
+export interface GpuBlock {
+  attnNorm: GpuNorm | null;
+  q: GpuLinear;
+  k: GpuLinear;
+  v: GpuLinear;
+  o: GpuLinear;
+  qNorm: GPUBuffer | null;
+  kNorm: GPUBuffer | null;
+  attnPostNorm: GpuNorm | null;
+  mlpNorm: GpuNorm | null;
+  gate: GpuLinear | null;
+  up: GpuLinear;
+  down: GpuLinear;
+  mlpPostNorm: GpuNorm | null;
+}
+
+export interface GpuModel {
+  embed: GpuMatrix;
+  positions: GPUBuffer | null;
+  blocks: GpuBlock[];
+  finalNorm: GpuNorm;
+  lmHead: GpuMatrix;
+  /** Every distinct matrix (a tied head is the embedding, a fused tensor's views are separate). */
+  matrices: GpuMatrix[];
+}
+
+/**
+ * Uploads a model's weights, each tensor once (a tied lm head shares the embedding's buffers). `track`
+ * receives every buffer as soon as it exists, so a failure part-way leaves nothing unowned.
+ */
+export function uploadModel(ctx: GpuContext, weights: ModelWeights, limit: BindingLimit, track: (b: GPUBuffer) => void): GpuModel {
+  const matrices = new Map<HostTensor, GpuMatrix>();
+  const vectors = new Map<HostTensor, GPUBuffer>();
+  const matrix = (t: HostTensor) => {
+    let m = matrices.get(t);
+    if (!m) matrices.set(t, (m = uploadMatrix(ctx, t, limit, track)));
+    return m;
+  };
+  const vector = (t: HostTensor) => {
+    let v = vectors.get(t);
+    if (!v) {
+      vectors.set(t, (v = uploadVector(ctx, t)));
+      track(v);
+    }
+    return v;
+  };
+  const lin = (l: Linear): GpuLinear => ({ w: matrix(l.weight), b: l.bias ? vector(l.bias) : null });
+  const norm = (n: Norm | null): GpuNorm | null => (n ? { w: vector(n.weight), b: n.bias ? vector(n.bias) : null } : null);
+  const embed = matrix(weights.embed);
+  const positions = weights.positions ? vector(weights.positions) : null;
+  const blocks = weights.blocks.map(
+    (b): GpuBlock => ({
+      attnNorm: norm(b.attnNorm),
+      q: lin(b.q),
+      k: lin(b.k),
+      v: lin(b.v),
+      o: lin(b.o),
+      qNorm: b.qNorm ? vector(b.qNorm) : null,
+      kNorm: b.kNorm ? vector(b.kNorm) : null,
+      attnPostNorm: norm(b.attnPostNorm),
+      mlpNorm: norm(b.mlpNorm),
+      gate: b.gate ? lin(b.gate) : null,
+      up: lin(b.up),
+      down: lin(b.down),
+      mlpPostNorm: norm(b.mlpPostNorm),
+    }),
+  );
+  const finalNorm = norm(weights.finalNorm) as GpuNorm;
+  const lmHead = matrix(weights.lmHead);
+  return { embed, positions, blocks, finalNorm, lmHead, matrices: [...matrices.values()] };
 }

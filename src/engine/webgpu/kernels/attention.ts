@@ -2,24 +2,30 @@
  * Causal attention with GQA over a key/value buffer laid out [position, kvHeads, headDim] (the KV cache,
  * or this call's k/v). One workgroup per (query row, head); keys are visited in chunks of 64 with an
  * online softmax (running max and sum), so memory does not grow with the sequence. Query row r sits at
- * absolute position firstPosition + r and sees positions 0..that; head h reads KV head h / (heads / kvHeads).
+ * absolute position P = firstPosition + r and sees positions 0..P, or P − window < k ≤ P with a sliding
+ * window; head h reads KV head h / (heads / kvHeads). Scores are q·k × scale (1/√head_dim, Gemma's
+ * query_pre_attn_scalar, Granite's attention_multiplier), then cap · tanh(score / cap) when soft-capped
+ * (Gemma 2), before the softmax.
  */
 import type { Recorder } from '../recorder.ts';
-import { reductions } from './common.ts';
+import { MATH_WGSL, reductions, uniforms } from './common.ts';
 
 const WG = 64;
 /** Largest head_dim this kernel handles (4 output dims per lane). */
 export const MAX_HEAD_DIM = 256;
 
+/** window 0 = full causal; softcap 0 = none. */
+const PARAMS = uniforms({ heads: 'u32', kvHeads: 'u32', headDim: 'u32', firstPosition: 'u32', window: 'u32', scale: 'f32', softcap: 'f32' });
+
 function code(): string {
   return `
-struct Params { heads: u32, kvHeads: u32, headDim: u32, firstPosition: u32, scale: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
+${PARAMS.wgsl}
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> keys: array<f32>;
 @group(0) @binding(3) var<storage, read> values: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 ${reductions(WG)}
+${MATH_WGSL}
 var<workgroup> qs: array<f32, ${MAX_HEAD_DIM}>;
 var<workgroup> weights: array<f32, ${WG}>;
 const DIMS_PER_LANE = ${MAX_HEAD_DIM / WG}u;
@@ -34,10 +40,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var i = lane; i < d; i = i + WG) { qs[i] = q[qo + i]; }
   workgroupBarrier();
   let visible = p.firstPosition + r + 1u;
+  var first = 0u;
+  if (p.window > 0u && visible > p.window) { first = visible - p.window; }
   var m = -3.0e38;
   var l = 0.0;
   var acc: array<f32, ${MAX_HEAD_DIM / WG}>;
-  for (var c0 = 0u; c0 < visible; c0 = c0 + WG) {
+  for (var c0 = first; c0 < visible; c0 = c0 + WG) {
     let pos = c0 + lane;
     var s = -3.0e38;
     if (pos < visible) {
@@ -45,6 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var dot = 0.0;
       for (var i = 0u; i < d; i = i + 1u) { dot = fma(qs[i], keys[ko + i], dot); }
       s = dot * p.scale;
+      if (p.softcap > 0.0) { s = p.softcap * tanhExp(s / p.softcap); }
     }
     let mNew = max(m, reduceMax(s, lane));
     var e = 0.0;
@@ -85,14 +94,24 @@ export interface AttentionArgs {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /** Score scale (1/√head_dim unless the family says otherwise). */
+  scale: number;
+  /** cap · tanh(score / cap), or null. */
+  softcap: number | null;
+  /** Keys visible to query position P: P − window < k ≤ P; null = all earlier keys. */
+  window: number | null;
   out: GPUBuffer;
 }
 
 export function causalAttention(rec: Recorder, a: AttentionArgs): void {
-  rec.dispatch(
-    attentionPipeline(rec),
-    { u32: [a.heads, a.kvHeads, a.headDim, a.firstPosition], f32: [1 / Math.sqrt(a.headDim)] },
-    [a.q, a.keys, a.values, a.out],
-    [a.heads, a.rows],
-  );
+  const params = PARAMS.pack({
+    heads: a.heads,
+    kvHeads: a.kvHeads,
+    headDim: a.headDim,
+    firstPosition: a.firstPosition,
+    window: a.window ?? 0,
+    scale: a.scale,
+    softcap: a.softcap ?? 0,
+  });
+  rec.dispatch(attentionPipeline(rec), params, [a.q, a.keys, a.values, a.out], [a.heads, a.rows]);
 }

@@ -1,7 +1,69 @@
 /**
- * What every kernel file shares: the weight-format switch (f32, or f16 pairs packed in u32), workgroup
- * reductions, the 2-D grid for long 1-D dispatches, and the pipeline cache.
+ * What every kernel file shares: the uniform-block description (one declaration per kernel yields both
+ * its WGSL struct and its packer), the weight-format switch (f32, or f16 pairs packed in u32), WGSL
+ * math helpers written without the platform's tanh / erf, workgroup reductions, the 2-D grid for long
+ * 1-D dispatches, and the pipeline cache.
  */
+
+/** A uniform member: every field is one 4-byte scalar, so the WGSL layout is the declaration order. */
+export type UniformType = 'u32' | 'f32';
+
+/**
+ * A kernel's uniform block, described once: `wgsl` declares `struct Params` bound as `p` at binding 0,
+ * and `pack` writes the same fields in the same order (what the Recorder uploads for a dispatch).
+ */
+export class UniformLayout<F extends Record<string, UniformType>> {
+  readonly wgsl: string;
+  private readonly names: (keyof F & string)[];
+  constructor(private readonly fields: F) {
+    this.names = Object.keys(fields) as (keyof F & string)[];
+    this.wgsl = `struct Params { ${this.names.map((n) => `${n}: ${fields[n]}`).join(', ')} }
+@group(0) @binding(0) var<uniform> p: Params;`;
+  }
+
+  /** The block's bytes (4 per field, declaration order). A u32 that is not a 32-bit unsigned integer is a bug: thrown. */
+  pack(values: { [K in keyof F]: number }): Uint8Array {
+    const bytes = new Uint8Array(this.names.length * 4);
+    const view = new DataView(bytes.buffer);
+    this.names.forEach((name, i) => {
+      const v = values[name];
+      if (this.fields[name] === 'f32') view.setFloat32(i * 4, v, true);
+      else {
+        if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`uniform ${name} must be a u32, got ${v}`);
+        view.setUint32(i * 4, v, true);
+      }
+    });
+    return bytes;
+  }
+}
+
+export function uniforms<F extends Record<string, UniformType>>(fields: F): UniformLayout<F> {
+  return new UniformLayout(fields);
+}
+
+/**
+ * tanh without the platform's tanh: below |u| = 1 the rational approximation Eigen uses for float
+ * (relative error a few ulp, where 1 − 2/(e^2u + 1) would cancel), above it the exp form. And erf by
+ * Abramowitz & Stegun 7.1.26, the same formula as the CPU reference's ops.erf (|error| < 1.5e-7).
+ */
+export const MATH_WGSL = `
+fn tanhExp(u: f32) -> f32 {
+  if (abs(u) < 1.0) {
+    let u2 = u * u;
+    let p = u * ((((((-2.76076847742355e-16 * u2 + 2.00018790482477e-13) * u2 - 8.60467152213735e-11) * u2 + 5.12229709037114e-08) * u2
+      + 1.48572235717979e-05) * u2 + 6.37261928875436e-04) * u2 + 4.89352455891786e-03);
+    let q = ((1.19825839466702e-06 * u2 + 1.18534705686654e-04) * u2 + 2.26843463243900e-03) * u2 + 4.89352518554385e-03;
+    return p / q;
+  }
+  let a = min(abs(u), 20.0);
+  let t = 1.0 - 2.0 / (exp(2.0 * a) + 1.0);
+  return select(t, -t, u < 0.0);
+}
+fn erfAS(x: f32) -> f32 {
+  let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+  let y = 1.0 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
+  return select(-y, y, x >= 0.0);
+}`;
 
 /** How a big matrix is stored on the GPU: f32, or two f16 per u32 word unpacked in the shader. */
 export type WeightFormat = 'f32' | 'f16';

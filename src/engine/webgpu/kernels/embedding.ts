@@ -1,18 +1,20 @@
 /**
- * x_0[t] = embed[ids[t]] (+ positions[firstPosition + t] for GPT-2's learned positions). An embedding
+ * x_0[t] = embed[ids[t]] · scale (+ positions[firstPosition + t] for GPT-2's learned positions); the
+ * scale is Gemma's √hidden or Granite's embedding_multiplier, else 1. An embedding
  * split into row chunks (tensors.ts) is gathered with one dispatch per chunk that holds a token of this
  * forward; each writes only the tokens whose row it holds.
  */
 import type { Recorder } from '../recorder.ts';
 import type { GpuMatrix } from '../tensors.ts';
-import { type WeightFormat, weightBinding } from './common.ts';
+import { uniforms, type WeightFormat, weightBinding } from './common.ts';
 
 const WG = 64;
 
+const PARAMS = uniforms({ hidden: 'u32', firstPosition: 'u32', firstRow: 'u32', chunkRows: 'u32', scale: 'f32' });
+
 function code(format: WeightFormat, positions: boolean): string {
   return `
-struct Params { hidden: u32, firstPosition: u32, firstRow: u32, chunkRows: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
+${PARAMS.wgsl}
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 ${weightBinding(2, 'embed', format)}
 @group(0) @binding(3) var<storage, read_write> x: array<f32>;
@@ -23,7 +25,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let t = wid.y;
   let row = ids[t] - p.firstRow;
   if (i >= p.hidden || row >= p.chunkRows) { return; }
-  var v = embedAt(row * p.hidden + i);
+  var v = embedAt(row * p.hidden + i) * p.scale;
   ${positions ? 'v = v + positions[(p.firstPosition + t) * p.hidden + i];' : ''}
   x[t * p.hidden + i] = v;
 }`;
@@ -42,6 +44,8 @@ export interface EmbeddingArgs {
   positions: GPUBuffer | null;
   firstPosition: number;
   hidden: number;
+  /** Multiplies the token embedding (default 1). */
+  scale?: number;
   x: GPUBuffer;
 }
 
@@ -52,6 +56,9 @@ export function embedTokens(rec: Recorder, a: EmbeddingArgs): void {
     if (chunks.length > 1 && a.tokenIds && !Array.prototype.some.call(a.tokenIds, (id: number) => id >= chunk.firstRow && id < chunk.firstRow + chunk.rows)) continue;
     const buffers = [a.ids, chunk.buffer, a.x];
     if (a.positions) buffers.push(a.positions);
-    rec.dispatch(pipeline, { u32: [a.hidden, a.firstPosition, chunk.firstRow, chunk.rows] }, buffers, [Math.ceil(a.hidden / WG), a.rows]);
+    rec.dispatch(pipeline, PARAMS.pack({ hidden: a.hidden, firstPosition: a.firstPosition, firstRow: chunk.firstRow, chunkRows: chunk.rows, scale: a.scale ?? 1 }), buffers, [
+      Math.ceil(a.hidden / WG),
+      a.rows,
+    ]);
   }
 }

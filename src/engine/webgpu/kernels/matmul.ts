@@ -1,6 +1,7 @@
 /**
  * y[r, o] (+)= Σ_i x[r, i] · W[o, i] + b[o], W in nn.Linear layout [out, in], f32 or packed f16.
- * Fused: the bias, the residual add (`accumulate`: y += …, used by o_proj and down_proj) and the
+ * Fused: the bias, the residual add (`accumulate`: y += alpha · (…), used by o_proj and down_proj, alpha
+ * being the residual scale, 1 except Granite's residual_multiplier) and the
  * destination row offset (`outRowOffset`: k/v projections write straight into the KV cache).
  * Two shapes: a tiled, register-blocked GEMM for prefill (rows > 1) and a GEMV for decode (rows = 1).
  * A matrix split into row chunks (tensors.ts) is several matmuls, one per chunk, each writing its own
@@ -8,7 +9,7 @@
  */
 import type { Binding, Recorder } from '../recorder.ts';
 import type { GpuMatrix } from '../tensors.ts';
-import { grid, LINEAR_ID, type WeightFormat, weightBinding } from './common.ts';
+import { grid, LINEAR_ID, uniforms, type WeightFormat, weightBinding } from './common.ts';
 
 /** GEMM tile: BM rows × BN outputs per workgroup, each of the 8×16 threads holding a 4×4 block. */
 const BM = 32;
@@ -24,10 +25,11 @@ export interface MatmulVariant {
   accumulate: boolean;
 }
 
+const PARAMS = uniforms({ rows: 'u32', n: 'u32', k: 'u32', outRowOffset: 'u32', ldy: 'u32', colOffset: 'u32', alpha: 'f32' });
+
 function header(v: MatmulVariant): string {
   return `
-struct Params { rows: u32, n: u32, k: u32, outRowOffset: u32, ldy: u32, colOffset: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
+${PARAMS.wgsl}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 ${weightBinding(2, 'w', v.format)}
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
@@ -35,7 +37,7 @@ ${v.bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
 fn storeOut(r: u32, c: u32, acc: f32) {
   let v = acc${v.bias ? ' + bias[p.colOffset + c]' : ''};
   let at = (p.outRowOffset + r) * p.ldy + p.colOffset + c;
-  y[at] = ${v.accumulate ? 'y[at] + v' : 'v'};
+  y[at] = ${v.accumulate ? 'y[at] + p.alpha * v' : 'v'};
 }`;
 }
 
@@ -130,6 +132,8 @@ export interface MatmulArgs {
   n: number;
   k: number;
   accumulate?: boolean;
+  /** With accumulate: y += alpha · (x · Wᵀ + b) (default 1). */
+  alpha?: number;
   outRowOffset?: number;
   /** Row stride of y (default n): the full output width when W is one row chunk of a larger matrix. */
   ldy?: number;
@@ -142,7 +146,7 @@ export function matmul(rec: Recorder, a: MatmulArgs): void {
   const variant: MatmulVariant = { format: a.format, bias: a.bias !== null, accumulate: a.accumulate ?? false };
   const buffers: Binding[] = [a.x, a.w, a.y];
   if (a.bias) buffers.push(a.bias);
-  const params = { u32: [a.rows, a.n, a.k, a.outRowOffset ?? 0, a.ldy ?? a.n, a.colOffset ?? 0] };
+  const params = PARAMS.pack({ rows: a.rows, n: a.n, k: a.k, outRowOffset: a.outRowOffset ?? 0, ldy: a.ldy ?? a.n, colOffset: a.colOffset ?? 0, alpha: a.alpha ?? 1 });
   if (a.rows === 1) {
     rec.dispatch(matmulPipeline(rec, 'gemv', variant), params, buffers, grid(Math.ceil(a.n / GEMV_OUTS)));
   } else {
@@ -157,6 +161,7 @@ export interface MatrixMatmulArgs {
   bias: GPUBuffer | null;
   y: GPUBuffer;
   accumulate?: boolean;
+  alpha?: number;
   outRowOffset?: number;
 }
 

@@ -5,14 +5,15 @@
  * logits would not fit one binding); each row's whole vocabulary is in the buffer.
  */
 import type { Recorder } from '../recorder.ts';
-import { grid, LINEAR_ID, reductions } from './common.ts';
+import { grid, LINEAR_ID, reductions, uniforms } from './common.ts';
 
 const WG = 64;
 
+const PARAMS = uniforms({ predicted: 'u32', vocab: 'u32', rowOffset: 'u32' });
+
 function code(): string {
   return `
-struct Params { predicted: u32, vocab: u32, rowOffset: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
+${PARAMS.wgsl}
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> nll: array<f32>;
@@ -42,5 +43,5 @@ export function nllPipeline(rec: Pick<Recorder, 'pipelines'>): GPUComputePipelin
  * rowOffset.. and the sequence's ids.
  */
 export function tokenNll(rec: Recorder, logits: GPUBuffer, ids: GPUBuffer, predicted: number, vocab: number, nll: GPUBuffer, rowOffset = 0): void {
-  rec.dispatch(nllPipeline(rec), { u32: [predicted, vocab, rowOffset] }, [logits, ids, nll], grid(predicted));
+  rec.dispatch(nllPipeline(rec), PARAMS.pack({ predicted, vocab, rowOffset }), [logits, ids, nll], grid(predicted));
 }

@@ -6,14 +6,16 @@
  * live) with Abramowitz–Stegun 4.4.46 (|error| ≤ 2e-8), not the platform's acos.
  */
 import type { Binding, Recorder } from '../recorder.ts';
-import { grid, LINEAR_ID, reductions } from './common.ts';
+import { grid, LINEAR_ID, reductions, uniforms } from './common.ts';
 
 const WG = 64;
 
+const TOKEN_STATS_PARAMS = uniforms({ rows: 'u32', width: 'u32' });
+const SUM_ROWS_PARAMS = uniforms({ rows: 'u32', cols: 'u32', dstOffset: 'u32' });
+
 function tokenStatsCode(): string {
   return `
-struct Params { rows: u32, width: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
+${TOKEN_STATS_PARAMS.wgsl}
 @group(0) @binding(1) var<storage, read> xin: array<f32>;
 @group(0) @binding(2) var<storage, read> xout: array<f32>;
 @group(0) @binding(3) var<storage, read_write> perToken: array<f32>;
@@ -60,8 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 function sumRowsCode(): string {
   return `
-struct Params { rows: u32, cols: u32, dstOffset: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
+${SUM_ROWS_PARAMS.wgsl}
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 ${reductions(WG)}
@@ -85,12 +86,12 @@ export function sumRowsPipeline(rec: Pick<Recorder, 'pipelines'>): GPUComputePip
 
 /** perToken[t] = (cos, angular, relMagnitude) of x_in,t vs x_out,t; perToken holds rows × 3 floats. */
 export function tokenStats(rec: Recorder, xin: GPUBuffer, xout: GPUBuffer, rows: number, width: number, perToken: GPUBuffer): void {
-  rec.dispatch(tokenStatsPipeline(rec), { u32: [rows, width] }, [xin, xout, perToken], grid(rows));
+  rec.dispatch(tokenStatsPipeline(rec), TOKEN_STATS_PARAMS.pack({ rows, width }), [xin, xout, perToken], grid(rows));
 }
 
 /** dst[dstOffset + c] = Σ_r src[r · cols + c] for c < cols. */
 export function sumRows(rec: Recorder, src: Binding, rows: number, cols: number, dst: GPUBuffer, dstOffset: number): void {
-  rec.dispatch(sumRowsPipeline(rec), { u32: [rows, cols, dstOffset] }, [src, dst], [cols]);
+  rec.dispatch(sumRowsPipeline(rec), SUM_ROWS_PARAMS.pack({ rows, cols, dstOffset }), [src, dst], [cols]);
 }
 
 /** Per-token statistics of one block summed into slot `slot` (3 floats) of `results`. */
