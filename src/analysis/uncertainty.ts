@@ -234,7 +234,7 @@ export function rankStability(boot: Bootstrap, metric: Metric, k: number): RankS
 }
 
 /** One decimal, so a share just under the threshold never reads as the threshold itself. */
-const percent = (p: number) => `${(p * 100).toFixed(1).replace(/\.0$/, '')}%`;
+export const percent = (p: number) => `${(p * 100).toFixed(1).replace(/\.0$/, '')}%`;
 
 /** The stability of a cut in words, with the number: what the lab shows by the slider and the CLI prints. */
 export function stabilitySentence(stability: RankStability, resamples: number): string {

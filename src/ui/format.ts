@@ -34,12 +34,17 @@ export function formatExact(value: number): string {
   return Number.isFinite(value) ? value.toPrecision(6) : '—';
 }
 
-/** A confidence interval, exact enough for tooltips and tables: "[0.0114, 0.0121]". */
-export function formatInterval(interval: readonly [number, number] | undefined): string {
+/** A confidence interval, exact enough to see which overlap: "[0.0114, 0.0121]" (`digits` significant digits). */
+export function formatInterval(interval: readonly [number, number] | undefined, digits = 4): string {
   if (!interval) return '—';
-  return `[${interval.map((v) => (Number.isFinite(v) ? v.toPrecision(4) : '—')).join(', ')}]`;
+  return `[${interval.map((v) => (Number.isFinite(v) ? v.toPrecision(digits) : '—')).join(', ')}]`;
 }
 
 export function formatPercent(share: number): string {
   return `${(share * 100).toFixed(share > 0 && share < 0.1 ? 1 : 0)}%`;
+}
+
+/** A finding's message as a sentence on its own: capital first letter, closing full stop. */
+export function asSentence(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? '' : '.');
 }

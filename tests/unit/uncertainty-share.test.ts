@@ -50,7 +50,9 @@ describe('error bars in the share link', () => {
   it('a link made before error bars (no s.e) still opens, with its scores and no intervals', () => {
     const hash = encodeState({ ...state, intervals: undefined });
     const [, json] = hash.split('.');
-    expect((base64urlToJson(json)?.value as { s: Record<string, unknown> }).s.e).toBeUndefined();
+    const wire = base64urlToJson(json);
+    expect(wire).not.toBeNull();
+    expect((wire?.value as { s: Record<string, unknown> }).s.e).toBeUndefined();
     const decoded = decodeState(hash);
     expect(decoded.notices).toEqual([]);
     expect(decoded.state.scores).toHaveLength(6);
@@ -69,8 +71,25 @@ describe('error bars in the share link', () => {
     for (const [patch, why] of [
       [{ d: 'AAAA' }, /damaged, truncated or for another number of blocks/],
       [{ d: 12 }, /damaged/],
-      [{ q: [[0, 1], [0, 1]] }, /value ranges/],
-      [{ q: [[1, 0], [0, 1], [0, 1]] }, /value ranges/],
+      [
+        {
+          q: [
+            [0, 1],
+            [0, 1],
+          ],
+        },
+        /value ranges/,
+      ],
+      [
+        {
+          q: [
+            [1, 0],
+            [0, 1],
+            [0, 1],
+          ],
+        },
+        /value ranges/,
+      ],
       [{ b: 1 }, /resample count/],
       [{ n: 1 }, /sequence count/],
       [{ r: -1 }, /seed/],
@@ -120,6 +139,15 @@ describe('error bars in the exported results', () => {
     expect(parsed.experiment.intervals).toBeUndefined();
     expect(parsed.blocks[1].ci).toEqual({ bi: intervals.blocks[1].bi, angular: intervals.blocks[1].angular, relMagnitude: intervals.blocks[1].relMagnitude });
     expect(parsed.blocks[1].pLowest).toBe(stability.pLowest[1].p);
-    expect(parsed.errorBars).toMatchObject({ confidence: 0.95, resamples: 300, seed: 4, sequences: 12, k: 2, metric: 'bi', cut: stability.cut, cutStability: stability.cutStability });
+    expect(parsed.errorBars).toMatchObject({
+      confidence: 0.95,
+      resamples: 300,
+      seed: 4,
+      sequences: 12,
+      k: 2,
+      metric: 'bi',
+      cut: stability.cut,
+      cutStability: stability.cutStability,
+    });
   });
 });
