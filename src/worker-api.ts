@@ -6,6 +6,7 @@
  * describeError text, `cancelled: true` when the job was cancelled through `cancel(jobId)`.
  */
 import type { BlockScore, Metric } from './analysis/influence.ts';
+import type { Bootstrap, Refusal } from './analysis/uncertainty.ts';
 import type { BlockStatSums } from './engine/backend.ts';
 import type { BlockParameters } from './analysis/parameters.ts';
 import type { StrategiesApi } from './worker-api-strategies.ts';
@@ -90,6 +91,8 @@ export interface ScoreResult {
   sequences: number;
   /** Each sequence's block sums (the active blocks, by depth): what the error bars resample. */
   perSequence: BlockStatSums[][];
+  /** The error bars: the bootstrap of perSequence (analysis/uncertainty.ts, default resamples and seed), or why there are none. */
+  bootstrap: Bootstrap | Refusal;
   ms: number;
 }
 

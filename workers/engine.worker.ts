@@ -7,6 +7,7 @@
  */
 import * as Comlink from 'comlink';
 import { blockScores } from '../src/analysis/influence.ts';
+import { bootstrapScores } from '../src/analysis/uncertainty.ts';
 import { blockParameters } from '../src/analysis/parameters.ts';
 import type { Backend, BlockStatSums } from '../src/engine/backend.ts';
 import { type Checkpoint, loadCheckpoint } from '../src/engine/checkpoint.ts';
@@ -271,7 +272,8 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
         notify(onBatch, { sequencesDone: s + 1, sequencesTotal: sequences.length, tokensDone, tokensTotal, scores });
       }
       assertFiniteScores(scores);
-      return { scores, tokens: tokensDone, sequences: sequences.length, perSequence, ms: performance.now() - start };
+      // The error bars are bootstrapped here, off the page's thread (a second or so for thousands of sequences).
+      return { scores, tokens: tokensDone, sequences: sequences.length, perSequence, bootstrap: bootstrapScores(perSequence), ms: performance.now() - start };
     });
   },
 

@@ -140,26 +140,33 @@ export function bootstrapScores(perSequence: readonly (readonly BlockStatSums[])
   };
   const random = seededRandom(seed);
   const counts = new Int32Array(n);
+  // Weighted sums per block for one resample; sequences outer, blocks inner (contiguous in memory).
+  const c = new Float64Array(blocks);
+  const a = new Float64Array(blocks);
+  const m = new Float64Array(blocks);
+  const t = new Float64Array(blocks);
   for (let r = 0; r < resamples; r++) {
     counts.fill(0);
     for (let i = 0; i < n; i++) counts[Math.floor(random() * n)]++;
-    for (let b = 0; b < blocks; b++) {
-      let c = 0;
-      let a = 0;
-      let m = 0;
-      let t = 0;
-      for (let s = 0; s < n; s++) {
-        const w = counts[s];
-        if (w === 0) continue;
-        const at = s * blocks + b;
-        c += w * cos[at];
-        a += w * angular[at];
-        m += w * relMagnitude[at];
-        t += w * tokens[at];
+    c.fill(0);
+    a.fill(0);
+    m.fill(0);
+    t.fill(0);
+    for (let s = 0; s < n; s++) {
+      const w = counts[s];
+      if (w === 0) continue;
+      const row = s * blocks;
+      for (let b = 0; b < blocks; b++) {
+        c[b] += w * cos[row + b];
+        a[b] += w * angular[row + b];
+        m[b] += w * relMagnitude[row + b];
+        t[b] += w * tokens[row + b];
       }
-      replicates.bi[r * blocks + b] = 1 - c / t;
-      replicates.angular[r * blocks + b] = a / t;
-      replicates.relMagnitude[r * blocks + b] = m / t;
+    }
+    for (let b = 0; b < blocks; b++) {
+      replicates.bi[r * blocks + b] = 1 - c[b] / t[b];
+      replicates.angular[r * blocks + b] = a[b] / t[b];
+      replicates.relMagnitude[r * blocks + b] = m[b] / t[b];
     }
   }
   const tail = (1 - CONFIDENCE) / 2;

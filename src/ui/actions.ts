@@ -4,8 +4,7 @@
  * late answer from a superseded call is dropped here).
  */
 import { type BlockScore, lowestBlocks, type Metric } from '../analysis/influence.ts';
-import { bootstrapScores, intervalsInfo } from '../analysis/uncertainty.ts';
-import type { BlockStatSums } from '../engine/backend.ts';
+import { type Bootstrap, intervalsInfo, type Refusal } from '../analysis/uncertainty.ts';
 import { checkPrompt } from '../engine/limits.ts';
 import type { LoadProgress, ModelInfo, ModelSourceSpec, RemovalSet, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
 import { engine, proxy } from './engine-client.ts';
@@ -164,7 +163,7 @@ export async function score(): Promise<void> {
   lab.scoring = null;
   if (outcome.ok) {
     lab.scores = outcome.value.scores;
-    lab.errorBars = errorBarsFor(outcome.value.scores, outcome.value.perSequence);
+    lab.errorBars = errorBarsFor(outcome.value.scores, outcome.value.bootstrap);
     lab.scoreSummary = { tokens: outcome.value.tokens, sequences: outcome.value.sequences, ms: outcome.value.ms, complete: true };
     if (lab.lowestCount > 0) removeLowest(lab.lowestCount);
   } else if (!outcome.cancelled) notify('error', 'Scoring failed', outcome.message, hintFor(null, outcome.message));
@@ -174,15 +173,9 @@ export function cancelScore(): void {
   void engine.cancel('score');
 }
 
-/** The bootstrap of a scoring's per-sequence sums (src/analysis/uncertainty.ts), tied to those scores. */
-function errorBarsFor(scores: BlockScore[], perSequence: BlockStatSums[][]): typeof lab.errorBars {
-  try {
-    const bootstrap = bootstrapScores(perSequence);
-    return { scores, bootstrap, intervals: bootstrap.ok ? intervalsInfo(bootstrap) : null };
-  } catch (e) {
-    notify('warning', 'No error bars for these scores', (e as Error)?.message ?? String(e));
-    return null;
-  }
+/** The worker's bootstrap of a scoring's per-sequence sums (src/analysis/uncertainty.ts), tied to those scores. */
+function errorBarsFor(scores: BlockScore[], bootstrap: Bootstrap | Refusal): typeof lab.errorBars {
+  return { scores, bootstrap, intervals: bootstrap.ok ? intervalsInfo(bootstrap) : null };
 }
 
 /** Scores the model on a second calibration text (same windows) to compare the orderings. */
