@@ -60,7 +60,7 @@ export function checkTextLength(tokens: number, seqLen: number, what = 'calibrat
  * maxPositions tokens), so a longer prompt is refused and a shorter one that leaves less room than
  * `maxNewTokens` is stated.
  */
-export function checkPrompt(promptTokens: number, maxNewTokens: number, spec: ContextSpec): Finding | null {
+export function checkPrompt(promptTokens: number, maxNewTokens: number, spec: Pick<ContextSpec, 'maxPositions'>): Finding | null {
   if (promptTokens === 0) return { level: 'error', message: 'the prompt has no tokens' };
   const context = spec.maxPositions;
   if (promptTokens > context) {
@@ -77,4 +77,12 @@ export function checkPrompt(promptTokens: number, maxNewTokens: number, spec: Co
     };
   }
   return null;
+}
+
+/** After a run: whether generation ended because the context was full (not at an end-of-text token or maxNewTokens). */
+export function contextStop(promptTokens: number, generated: number, maxNewTokens: number, spec: Pick<ContextSpec, 'maxPositions'>): string | null {
+  // The KV cache holds maxPositions tokens; the last new token is never fed back, hence + 1.
+  const room = spec.maxPositions - promptTokens + 1;
+  if (generated >= maxNewTokens || generated < room) return null;
+  return `stopped at the model's context of ${spec.maxPositions} tokens (prompt ${promptTokens} + ${generated} new)`;
 }

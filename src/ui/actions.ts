@@ -5,7 +5,7 @@
  */
 import { type BlockScore, lowestBlocks, type Metric } from '../analysis/influence.ts';
 import { type Bootstrap, intervalsInfo, type Refusal } from '../analysis/uncertainty.ts';
-import { checkPrompt } from '../engine/limits.ts';
+import { contextStop } from '../engine/limits.ts';
 import type { LoadProgress, ModelInfo, ModelSourceSpec, RemovalSet, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
 import { engine, proxy } from './engine-client.ts';
 import {
@@ -241,14 +241,6 @@ export async function countTokens(text: string): Promise<number | null> {
   return outcome.ok ? outcome.value.tokens : null;
 }
 
-/** Says when generation stopped short of maxNewTokens because the context was full (not at an end-of-text token). */
-function contextNote(promptTokens: number, count: number, maxNewTokens: number): string | null {
-  const limit = lab.model ? checkPrompt(promptTokens, maxNewTokens, lab.model) : null;
-  return limit?.level === 'warning' && count < maxNewTokens && lab.model
-    ? `stopped at the model's context of ${lab.model.maxPositions} tokens (prompt ${promptTokens} + ${count} new)`
-    : null;
-}
-
 /** Generation + next-token top-5 for one side; true when it finished and is still the current job. */
 async function runGeneration(side: 'original' | 'pruned', removal: RemovalSet, removalKey: string): Promise<boolean> {
   const jobId = `gen-${side}`;
@@ -271,7 +263,7 @@ async function runGeneration(side: 'original' | 'pruned', removal: RemovalSet, r
   if (next.ok) write({ next: next.value });
   if (generation.ok) {
     const { text, count, tokensPerSecond, promptTokens } = generation.value;
-    write({ text, count, tokensPerSecond, busy: false, note: contextNote(promptTokens, count, settings.maxNewTokens) });
+    write({ text, count, tokensPerSecond, busy: false, note: lab.model ? contextStop(promptTokens, count, settings.maxNewTokens, lab.model) : null });
   } else write({ busy: false, error: generation.cancelled ? null : generation.message });
   if (!next.ok && !next.cancelled) write({ error: next.message });
   return generation.ok && isCurrent();

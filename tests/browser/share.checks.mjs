@@ -111,6 +111,8 @@ export const checks = [
       // The slider means "the 3 lowest by the metric shown": switching to angular re-picks them.
       await page.getByTestId('metric-angular').click();
       await page.getByTestId('prompt').fill(PROMPT);
+      // The link carries the prompt of the last run (what the outputs show), so run it.
+      await page.getByTestId('generate').click();
       await page.getByTestId('copy-link').click();
       const link = await page.getByTestId('share-link').inputValue();
       assert.match(link, /#v1\.[\w-]+\.[\w-]+$/, `link "${link.slice(0, 80)}…" holds the state and the scores`);

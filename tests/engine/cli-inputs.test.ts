@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { contextStop } from '../../src/engine/limits.ts';
 import { cli, EMBEDDED, editTensor, modelCopy, tempFile } from './cli-run.ts';
 import { FIXTURES_DIR } from './fixtures.ts';
 
@@ -96,6 +97,10 @@ describe('generate: the prompt against the context', () => {
     );
     expect(out.ids.length).toBeGreaterThan(0);
     expect(out.ids.length).toBeLessThanOrEqual(room);
+    // What the lab says next to such an output: a stop at the context, not at an end-of-text token.
+    expect(contextStop(out.promptTokens, room, 40, { maxPositions: 16 })).toBe(`stopped at the model's context of 16 tokens (prompt ${out.promptTokens} + ${room} new)`);
+    expect(contextStop(out.promptTokens, room - 1, 40, { maxPositions: 16 })).toBeNull();
+    expect(contextStop(out.promptTokens, room, room, { maxPositions: 16 })).toBeNull();
   });
 
   it('sampling flags under greedy decoding are stated as having no effect, and change nothing', async () => {
