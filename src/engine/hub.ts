@@ -8,7 +8,7 @@
  * by fetch and not checked again).
  */
 import { PruneLabError } from './errors.ts';
-import { HUB_ORIGIN, hubSource, type ModelSource, parseHubId } from './sources.ts';
+import { HUB_ORIGIN, hubSource, type ModelSource, parseHubId, rangedReader } from './sources.ts';
 
 // ---------------------------------------------------------------- allowed hosts
 
@@ -222,6 +222,9 @@ const CACHE_PREFIX = 'prunelab-model:';
 /** Cache keys must be http(s) URLs; files are keyed by name under this made-up base. */
 const KEY_BASE = 'https://prunelab.cache/';
 const ABSENT = 'x-prunelab-absent';
+/** Cache keys of byte ranges (`<file>?bytes=<begin>-<end>`; the Cache API ignores fragments) and of file sizes (`<file>?size`). */
+const RANGE_MARK = '?bytes=';
+const SIZE_SUFFIX = '?size';
 const SIZE = 'x-prunelab-size';
 
 /** `owner/name` or `owner/name@rev` -> the name of its cache ("prunelab-model:owner/name@rev"). */
@@ -254,8 +257,54 @@ export function cachedSource(source: ModelSource, cacheName: string, options: Ca
     opened ??= storage.open(cacheName);
     return opened;
   };
+  const stored = async (key: string, bytes: Uint8Array | null, file: string) => {
+    try {
+      const response =
+        bytes === null
+          ? new Response(null, { headers: { [ABSENT]: '1', [SIZE]: '0' } })
+          : new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/octet-stream', [SIZE]: String(bytes.byteLength) } });
+      await (await cache()).put(key, response);
+    } catch (e) {
+      options.onCacheError?.(e, file);
+    }
+  };
+  const ranged = rangedReader(source);
   return {
     label: source.label,
+    set onNotice(notice: ((message: string) => void) | undefined) {
+      source.onNotice = notice;
+    },
+    get onNotice() {
+      return source.onNotice;
+    },
+    async size(name, signal) {
+      if (signal?.aborted) throw abortError();
+      const key = `${KEY_BASE + encodeURIComponent(name)}${SIZE_SUFFIX}`;
+      const hit = await (await cache()).match(key);
+      if (hit) return hit.headers.get(ABSENT) === '1' ? null : Number(await hit.text());
+      const size = await ranged.size(name, signal);
+      try {
+        await (await cache()).put(key, new Response(size === null ? null : String(size), { headers: size === null ? { [ABSENT]: '1' } : {} }));
+      } catch (e) {
+        options.onCacheError?.(e, name);
+      }
+      return size;
+    },
+    // Each range is cached under its own key: a second run reads nothing from the network, and an
+    // interrupted load resumes with the ranges it already has. A cached range of the wrong length
+    // (a truncated store) is ignored and fetched again.
+    async readRange(name, begin, end, signal) {
+      if (signal?.aborted) throw abortError();
+      const key = `${KEY_BASE + encodeURIComponent(name)}${RANGE_MARK}${begin}-${end}`;
+      const hit = await (await cache()).match(key);
+      if (hit) {
+        const bytes = new Uint8Array(await hit.arrayBuffer());
+        if (bytes.byteLength === end - begin) return bytes;
+      }
+      const bytes = await ranged.readRange(name, begin, end, signal);
+      await stored(key, bytes, name);
+      return bytes;
+    },
     async read(name, progress, signal) {
       if (signal?.aborted) throw abortError();
       const key = KEY_BASE + encodeURIComponent(name);
@@ -268,15 +317,7 @@ export function cachedSource(source: ModelSource, cacheName: string, options: Ca
         return bytes;
       }
       const bytes = await source.read(name, progress, signal);
-      try {
-        const response =
-          bytes === null
-            ? new Response(null, { headers: { [ABSENT]: '1', [SIZE]: '0' } })
-            : new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/octet-stream', [SIZE]: String(bytes.byteLength) } });
-        await (await cache()).put(key, response);
-      } catch (e) {
-        options.onCacheError?.(e, name);
-      }
+      await stored(key, bytes, name);
       return bytes;
     },
   };
@@ -307,15 +348,19 @@ export async function listCachedModels(storage: CacheStorageLike | null = browse
   for (const name of await storage.keys()) {
     if (!name.startsWith(CACHE_PREFIX)) continue;
     const cache = await storage.open(name);
-    const files: HubFile[] = [];
+    // Whole files and byte ranges of a file add up under the file's name; size records hold no bytes.
+    const bytesByFile = new Map<string, number>();
     for (const request of await cache.keys()) {
+      const key = request.url.slice(KEY_BASE.length);
+      if (key.endsWith(SIZE_SUFFIX)) continue;
       const response = await cache.match(request.url);
       if (!response || response.headers.get(ABSENT) === '1') continue;
       let size = Number(response.headers.get(SIZE));
       if (!Number.isFinite(size) || response.headers.get(SIZE) === null) size = (await response.blob()).size;
-      files.push({ path: decodeURIComponent(request.url.slice(KEY_BASE.length)), size });
+      const path = decodeURIComponent(key.split(RANGE_MARK)[0]);
+      bytesByFile.set(path, (bytesByFile.get(path) ?? 0) + size);
     }
-    files.sort((a, b) => a.path.localeCompare(b.path));
+    const files: HubFile[] = [...bytesByFile].map(([path, size]) => ({ path, size })).sort((a, b) => a.path.localeCompare(b.path));
     out.push({ id: name.slice(CACHE_PREFIX.length), files, totalBytes: files.reduce((a, f) => a + f.size, 0) });
   }
   return out.sort((a, b) => a.id.localeCompare(b.id));

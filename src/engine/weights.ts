@@ -42,12 +42,16 @@ export interface BlockWeights {
   mlpPostNorm: Norm | null;
 }
 
-export interface ModelWeights {
+/** Everything outside the blocks: what a block-streamed run keeps resident. */
+export interface ModelEnds {
   embed: HostTensor;
   positions: HostTensor | null;
-  blocks: BlockWeights[];
   finalNorm: Norm;
   lmHead: HostTensor;
+}
+
+export interface ModelWeights extends ModelEnds {
+  blocks: BlockWeights[];
   /** Tensors in the checkpoint that no recipe step reads (reported, never silently relied on). */
   unused: string[];
 }

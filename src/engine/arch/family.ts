@@ -5,7 +5,7 @@
  */
 import type { Json } from '../config-fields.ts';
 import type { ModelSpec } from '../config.ts';
-import type { ModelWeights, TensorStore } from '../weights.ts';
+import type { BlockWeights, ModelEnds, TensorStore } from '../weights.ts';
 
 export interface HubSuggestion {
   id: string;
@@ -20,8 +20,13 @@ export interface FamilyDefinition {
   /** config.json model_type values this family reads. */
   modelTypes: readonly string[];
   parseConfig(cfg: Json): ModelSpec;
-  /** Binds tensors (names with `prefixes` stripped) to the recipe; `cfg` for naming quirks only. */
-  bindWeights(spec: ModelSpec, store: TensorStore, cfg: Json): ModelWeights;
+  /**
+   * Binds block `index` from a store holding that block's tensors (names with `prefixes` stripped), so
+   * a block can be read, bound and dropped on its own (block streaming); `cfg` for naming quirks only.
+   */
+  bindBlock(spec: ModelSpec, store: TensorStore, index: number, cfg: Json): BlockWeights;
+  /** Binds the embedding, positions, final norm and head from a store of the non-block tensors. */
+  bindEnds(spec: ModelSpec, store: TensorStore, cfg: Json): ModelEnds;
   /** Stored tensors no forward reads (causal-mask buffers, rotary caches): not reported as unused. */
   isBuffer(name: string): boolean;
   /** Wrapper prefixes stripped from tensor names before binding (e.g. `model.`). */

@@ -9,7 +9,8 @@ import { type AttentionType, type Json, layerTypes, nestedRopeParameters, option
 import type { LayerKind, ModelSpec } from '../config.ts';
 import { PruneLabError } from '../errors.ts';
 import type { FamilyDefinition } from './family.ts';
-import { bindLlamaShaped, isRotaryBuffer, LLAMA_EXPORT, type LlamaNames, llamaShapedSpec } from './llama.ts';
+import type { TensorStore } from '../weights.ts';
+import { isRotaryBuffer, LLAMA_EXPORT, type LlamaNames, llamaBlock, llamaEnds, llamaShapedSpec } from './llama.ts';
 
 const SANDWICH: LlamaNames = {
   attnNorm: 'input_layernorm',
@@ -82,7 +83,8 @@ function explicitLayerTypes(spec: ModelSpec): Record<string, unknown[]> {
 }
 
 const gemmaBase = {
-  bindWeights: (spec: ModelSpec, store: Parameters<FamilyDefinition['bindWeights']>[1]) => bindLlamaShaped(spec, store, SANDWICH),
+  bindBlock: (spec: ModelSpec, store: TensorStore, i: number) => llamaBlock(spec, store, i, SANDWICH),
+  bindEnds: (spec: ModelSpec, store: TensorStore) => llamaEnds(store, spec),
   isBuffer: isRotaryBuffer,
   ...LLAMA_EXPORT,
   explicitPerLayer: explicitLayerTypes,

@@ -63,16 +63,15 @@ export const gptNeoxFamily: FamilyDefinition = {
   name: 'gpt_neox',
   modelTypes: ['gpt_neox'],
   parseConfig: parseNeox,
-  bindWeights(spec, store, c) {
-    const { hidden, intermediate, heads, headDim, vocabSize } = spec;
+  bindBlock(spec, store, i, c): BlockWeights {
+    const { hidden, intermediate, heads, headDim } = spec;
     const bias = c.attention_bias !== false;
     const lin = (name: string, out: number, inp: number, withBias: boolean) => ({
       weight: store.take(`${name}.weight`, [out, inp]),
       bias: withBias ? store.take(`${name}.bias`, [out]) : store.maybe(`${name}.bias`, [out]),
     });
     const layerNorm = (name: string) => ({ weight: store.take(`${name}.weight`, [hidden]), bias: store.take(`${name}.bias`, [hidden]) });
-    const blocks: BlockWeights[] = [];
-    for (let i = 0; i < spec.layers; i++) {
+    {
       const p = `layers.${i}`;
       const qkv = lin(`${p}.attention.query_key_value`, 3 * hidden, hidden, bias);
       // Rows of part k (0 q, 1 k, 2 v) of every head, in head order.
@@ -81,7 +80,7 @@ export const gptNeoxFamily: FamilyDefinition = {
         weight: gatherRows(qkv.weight, rows(k), `${qkv.weight.name}[${what}]`),
         bias: qkv.bias ? gatherRows(qkv.bias, rows(k), `${qkv.bias.name}[${what}]`) : null,
       });
-      blocks.push({
+      return {
         attnNorm: layerNorm(`${p}.input_layernorm`),
         q: part(0, 'q'),
         k: part(1, 'k'),
@@ -95,13 +94,16 @@ export const gptNeoxFamily: FamilyDefinition = {
         up: lin(`${p}.mlp.dense_h_to_4h`, intermediate, hidden, true),
         down: lin(`${p}.mlp.dense_4h_to_h`, hidden, intermediate, true),
         mlpPostNorm: null,
-      });
+      };
     }
+  },
+  bindEnds(spec, store) {
+    const { hidden, vocabSize } = spec;
     const embed = store.take('embed_in.weight', [vocabSize, hidden]);
     const untied = !spec.tieEmbeddings && store.has('embed_out.weight');
     const lmHead = untied ? store.take('embed_out.weight', [vocabSize, hidden]) : embed;
     if (!untied && store.has('embed_out.weight')) store.take('embed_out.weight', [vocabSize, hidden]);
-    return { embed, positions: null, blocks, finalNorm: layerNorm('final_layer_norm'), lmHead, unused: store.unused() };
+    return { embed, positions: null, finalNorm: { weight: store.take('final_layer_norm.weight', [hidden]), bias: store.take('final_layer_norm.bias', [hidden]) }, lmHead };
   },
   isBuffer: (name) => /^layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$/.test(name),
   prefixes: ['gpt_neox.'],

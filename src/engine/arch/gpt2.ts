@@ -48,11 +48,10 @@ export const gpt2Family: FamilyDefinition = {
   name: 'gpt2',
   modelTypes: ['gpt2'],
   parseConfig: parseGpt2,
-  bindWeights(spec, store) {
-    const { hidden, intermediate, vocabSize } = spec;
-    const blocks: BlockWeights[] = [];
+  bindBlock(spec, store, i): BlockWeights {
+    const { hidden, intermediate } = spec;
     const layerNorm = (name: string) => ({ weight: store.take(`${name}.weight`, [hidden]), bias: store.take(`${name}.bias`, [hidden]) });
-    for (let i = 0; i < spec.layers; i++) {
+    {
       const p = `h.${i}`;
       const cAttn = transposed(store.take(`${p}.attn.c_attn.weight`, [hidden, 3 * hidden]));
       const cAttnBias = store.take(`${p}.attn.c_attn.bias`, [3 * hidden]);
@@ -61,7 +60,7 @@ export const gpt2Family: FamilyDefinition = {
         bias: rowSlice(cAttnBias, k * hidden, (k + 1) * hidden, `${p}.attn.c_attn.bias[${what}]`),
       });
       const conv = (name: string, inp: number, out: number) => ({ weight: transposed(store.take(`${name}.weight`, [inp, out])), bias: store.take(`${name}.bias`, [out]) });
-      blocks.push({
+      return {
         attnNorm: layerNorm(`${p}.ln_1`),
         q: part(0, 'q'),
         k: part(1, 'k'),
@@ -75,18 +74,19 @@ export const gpt2Family: FamilyDefinition = {
         up: conv(`${p}.mlp.c_fc`, hidden, intermediate),
         down: conv(`${p}.mlp.c_proj`, intermediate, hidden),
         mlpPostNorm: null,
-      });
+      };
     }
+  },
+  bindEnds(spec, store) {
+    const { hidden, vocabSize } = spec;
     const embed = store.take('wte.weight', [vocabSize, hidden]);
     // GPT-2 always ties its head; an explicit lm_head.weight (some exports) is the same matrix.
     if (store.has('lm_head.weight')) store.take('lm_head.weight', [vocabSize, hidden]);
     return {
       embed,
       positions: store.take('wpe.weight', [spec.maxPositions, hidden]),
-      blocks,
-      finalNorm: layerNorm('ln_f'),
+      finalNorm: { weight: store.take('ln_f.weight', [hidden]), bias: store.take('ln_f.bias', [hidden]) },
       lmHead: embed,
-      unused: store.unused(),
     };
   },
   // The causal-mask buffers (`h.N.attn.bias`, `h.N.attn.masked_bias`) are not weights.

@@ -6,7 +6,7 @@
 import { type Json, num } from '../config-fields.ts';
 import type { ModelSpec } from '../config.ts';
 import type { FamilyDefinition } from './family.ts';
-import { bindLlamaShaped, isRotaryBuffer, LLAMA_EXPORT, llamaShapedSpec, PRE_NORM_NAMES } from './llama.ts';
+import { isRotaryBuffer, LLAMA_EXPORT, llamaBlock, llamaEnds, llamaShapedSpec, PRE_NORM_NAMES } from './llama.ts';
 
 function parseGranite(c: Json): ModelSpec {
   const spec = llamaShapedSpec('granite', c);
@@ -21,7 +21,8 @@ export const graniteFamily: FamilyDefinition = {
   name: 'granite',
   modelTypes: ['granite'],
   parseConfig: parseGranite,
-  bindWeights: (spec, store, c) => bindLlamaShaped(spec, store, PRE_NORM_NAMES, c.attention_bias === true),
+  bindBlock: (spec, store, i, c) => llamaBlock(spec, store, i, PRE_NORM_NAMES, c.attention_bias === true),
+  bindEnds: (spec, store) => llamaEnds(store, spec),
   isBuffer: isRotaryBuffer,
   ...LLAMA_EXPORT,
   // The fold T into down_proj also scales by residual_multiplier, which is linear: healing stays exact.

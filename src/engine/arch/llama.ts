@@ -5,7 +5,7 @@
 import { allLayersWindow, bool, gatedSlidingWindows, type Json, num, oneOf, positiveInt, readRope, tokenIds, uniformLayers } from '../config-fields.ts';
 import type { LayerKind, ModelSpec } from '../config.ts';
 import { PruneLabError } from '../errors.ts';
-import type { BlockWeights, Linear, ModelWeights, Norm, TensorStore } from '../weights.ts';
+import type { BlockWeights, Linear, ModelEnds, Norm, TensorStore } from '../weights.ts';
 import type { FamilyDefinition } from './family.ts';
 
 export interface LlamaShapedDefaults {
@@ -122,40 +122,31 @@ export function blockNorms(store: TensorStore, p: string, names: LlamaNames, hid
 }
 
 /** Embedding, head (tied unless the config unties it and lm_head.weight exists) and final norm. */
-export function llamaEnds(
-  store: TensorStore,
-  spec: ModelSpec,
-  blocks: BlockWeights[],
-  names = { embed: 'embed_tokens.weight', norm: 'norm.weight', head: 'lm_head.weight' },
-): ModelWeights {
+export function llamaEnds(store: TensorStore, spec: ModelSpec, names = { embed: 'embed_tokens.weight', norm: 'norm.weight', head: 'lm_head.weight' }): ModelEnds {
   const { hidden, vocabSize } = spec;
   const embed = store.take(names.embed, [vocabSize, hidden]);
   const untiedHead = !spec.tieEmbeddings && store.has(names.head);
   const lmHead = untiedHead ? store.take(names.head, [vocabSize, hidden]) : embed;
   // A tied checkpoint may still store the head (some exports); HF uses the embedding.
   if (!untiedHead && store.has(names.head)) store.take(names.head, [vocabSize, hidden]);
-  return { embed, positions: null, blocks, finalNorm: { weight: store.take(names.norm, [hidden]), bias: null }, lmHead, unused: store.unused() };
+  return { embed, positions: null, finalNorm: { weight: store.take(names.norm, [hidden]), bias: null }, lmHead };
 }
 
-/** Separate q/k/v/o and gate/up/down projections with HF llama names. */
-export function bindLlamaShaped(spec: ModelSpec, store: TensorStore, names: LlamaNames = PRE_NORM_NAMES, qkvBias = false): ModelWeights {
+/** Block i with separate q/k/v/o and gate/up/down projections under HF llama names. */
+export function llamaBlock(spec: ModelSpec, store: TensorStore, i: number, names: LlamaNames = PRE_NORM_NAMES, qkvBias = false): BlockWeights {
   const { hidden, intermediate, heads, kvHeads, headDim } = spec;
-  const blocks: BlockWeights[] = [];
-  for (let i = 0; i < spec.layers; i++) {
-    const p = `layers.${i}`;
-    blocks.push({
-      ...blockNorms(store, p, names, hidden),
-      q: linear(store, `${p}.self_attn.q_proj`, heads * headDim, hidden, qkvBias),
-      k: linear(store, `${p}.self_attn.k_proj`, kvHeads * headDim, hidden, qkvBias),
-      v: linear(store, `${p}.self_attn.v_proj`, kvHeads * headDim, hidden, qkvBias),
-      o: linear(store, `${p}.self_attn.o_proj`, hidden, heads * headDim, false),
-      ...qkNorms(store, spec, p),
-      gate: linear(store, `${p}.mlp.gate_proj`, intermediate, hidden, false),
-      up: linear(store, `${p}.mlp.up_proj`, intermediate, hidden, false),
-      down: linear(store, `${p}.mlp.down_proj`, hidden, intermediate, false),
-    });
-  }
-  return llamaEnds(store, spec, blocks);
+  const p = `layers.${i}`;
+  return {
+    ...blockNorms(store, p, names, hidden),
+    q: linear(store, `${p}.self_attn.q_proj`, heads * headDim, hidden, qkvBias),
+    k: linear(store, `${p}.self_attn.k_proj`, kvHeads * headDim, hidden, qkvBias),
+    v: linear(store, `${p}.self_attn.v_proj`, kvHeads * headDim, hidden, qkvBias),
+    o: linear(store, `${p}.self_attn.o_proj`, hidden, heads * headDim, false),
+    ...qkNorms(store, spec, p),
+    gate: linear(store, `${p}.mlp.gate_proj`, intermediate, hidden, false),
+    up: linear(store, `${p}.mlp.up_proj`, intermediate, hidden, false),
+    down: linear(store, `${p}.mlp.down_proj`, hidden, intermediate, false),
+  };
 }
 
 /** Buffers some checkpoints carry that no forward reads. */
@@ -194,7 +185,8 @@ export const llamaFamily: FamilyDefinition = {
   modelTypes: ['llama', 'mistral', 'qwen2', 'qwen3'],
   parseConfig: parseLlama,
   // qwen2 always has q/k/v biases; llama/mistral/qwen3 only with attention_bias.
-  bindWeights: (spec, store, c) => bindLlamaShaped(spec, store, PRE_NORM_NAMES, spec.modelType === 'qwen2' || c.attention_bias === true),
+  bindBlock: (spec, store, i, c) => llamaBlock(spec, store, i, PRE_NORM_NAMES, spec.modelType === 'qwen2' || c.attention_bias === true),
+  bindEnds: (spec, store) => llamaEnds(store, spec),
   isBuffer: isRotaryBuffer,
   ...LLAMA_EXPORT,
   healUnsupported: null,

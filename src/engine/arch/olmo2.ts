@@ -6,7 +6,7 @@
 import type { Json } from '../config-fields.ts';
 import type { ModelSpec } from '../config.ts';
 import type { FamilyDefinition } from './family.ts';
-import { bindLlamaShaped, isRotaryBuffer, LLAMA_EXPORT, llamaShapedSpec } from './llama.ts';
+import { isRotaryBuffer, LLAMA_EXPORT, llamaBlock, llamaEnds, llamaShapedSpec } from './llama.ts';
 
 function parseOlmo2(c: Json): ModelSpec {
   const spec = llamaShapedSpec('olmo2', c, { normEps: 1e-5 });
@@ -18,8 +18,9 @@ export const olmo2Family: FamilyDefinition = {
   name: 'olmo2',
   modelTypes: ['olmo2'],
   parseConfig: parseOlmo2,
-  bindWeights: (spec, store, c) =>
-    bindLlamaShaped(spec, store, { attnNorm: null, attnPostNorm: 'post_attention_layernorm', mlpNorm: null, mlpPostNorm: 'post_feedforward_layernorm' }, c.attention_bias === true),
+  bindBlock: (spec, store, i, c) =>
+    llamaBlock(spec, store, i, { attnNorm: null, attnPostNorm: 'post_attention_layernorm', mlpNorm: null, mlpPostNorm: 'post_feedforward_layernorm' }, c.attention_bias === true),
+  bindEnds: (spec, store) => llamaEnds(store, spec),
   isBuffer: isRotaryBuffer,
   ...LLAMA_EXPORT,
   healUnsupported: 'OLMo 2 normalises the MLP output (post_feedforward_layernorm) before the residual add, so a linear map cannot be folded into down_proj',

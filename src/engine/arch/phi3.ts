@@ -22,10 +22,9 @@ export const phi3Family: FamilyDefinition = {
   name: 'phi3',
   modelTypes: ['phi3'],
   parseConfig: parsePhi3,
-  bindWeights(spec, store) {
+  bindBlock(spec, store, i): BlockWeights {
     const { hidden, intermediate, heads, kvHeads, headDim } = spec;
-    const blocks: BlockWeights[] = [];
-    for (let i = 0; i < spec.layers; i++) {
+    {
       const p = `layers.${i}`;
       const qRows = heads * headDim;
       const kvRows = kvHeads * headDim;
@@ -35,7 +34,7 @@ export const phi3Family: FamilyDefinition = {
         weight: rowSlice(l.weight, begin, end, `${l.weight.name}[${what}]`),
         bias: l.bias ? rowSlice(l.bias, begin, end, `${l.bias.name}[${what}]`) : null,
       });
-      blocks.push({
+      return {
         ...blockNorms(store, p, PRE_NORM_NAMES, hidden),
         q: part(qkv, 0, qRows, 'q'),
         k: part(qkv, qRows, qRows + kvRows, 'k'),
@@ -46,10 +45,10 @@ export const phi3Family: FamilyDefinition = {
         gate: part(gateUp, 0, intermediate, 'gate'),
         up: part(gateUp, intermediate, 2 * intermediate, 'up'),
         down: linear(store, `${p}.mlp.down_proj`, hidden, intermediate, false),
-      });
+      };
     }
-    return llamaEnds(store, spec, blocks);
   },
+  bindEnds: (spec, store) => llamaEnds(store, spec),
   isBuffer: isRotaryBuffer,
   ...LLAMA_EXPORT,
   healUnsupported: null,

@@ -5,7 +5,7 @@
 import { gatedSlidingWindows, type Json, layerList, positiveInt } from '../config-fields.ts';
 import type { LayerKind, ModelSpec } from '../config.ts';
 import type { FamilyDefinition } from './family.ts';
-import { bindLlamaShaped, isRotaryBuffer, LLAMA_EXPORT, llamaShapedSpec, PRE_NORM_NAMES, withWindows } from './llama.ts';
+import { isRotaryBuffer, LLAMA_EXPORT, llamaBlock, llamaEnds, llamaShapedSpec, PRE_NORM_NAMES, withWindows } from './llama.ts';
 
 function parseSmollm3(c: Json): ModelSpec {
   const spec = llamaShapedSpec('smollm3', c, { defaultTheta: 2e6, tieEmbeddings: true });
@@ -34,7 +34,8 @@ export const smollm3Family: FamilyDefinition = {
   name: 'smollm3',
   modelTypes: ['smollm3'],
   parseConfig: parseSmollm3,
-  bindWeights: (spec, store, c) => bindLlamaShaped(spec, store, PRE_NORM_NAMES, c.attention_bias === true),
+  bindBlock: (spec, store, i, c) => llamaBlock(spec, store, i, PRE_NORM_NAMES, c.attention_bias === true),
+  bindEnds: (spec, store) => llamaEnds(store, spec),
   isBuffer: isRotaryBuffer,
   ...LLAMA_EXPORT,
   explicitPerLayer: explicitNoRope,
