@@ -7,6 +7,7 @@
  */
 import { PruneLabError, describeError } from '../src/engine/errors.ts';
 import { type Command, nearest, parseFlags, usageOf } from './args.ts';
+import { exportCommand } from './commands/export.ts';
 import { generate } from './commands/generate.ts';
 import { mc } from './commands/mc.ts';
 import { ppl } from './commands/ppl.ts';
@@ -17,7 +18,7 @@ import { DEFAULT_MODEL } from './common.ts';
 
 export { DEFAULT_MODEL };
 
-export const COMMANDS: readonly Command[] = [score, ppl, prune, generate, sweep, mc];
+export const COMMANDS: readonly Command[] = [score, ppl, prune, generate, sweep, mc, exportCommand];
 
 function usage(): string {
   const lines = COMMANDS.map((c) => `  ${c.name.padEnd(8)} ${c.synopsis}`);

@@ -9,6 +9,7 @@ import type { BlockScore, Metric } from './analysis/influence.ts';
 import type { Bootstrap, Refusal } from './analysis/uncertainty.ts';
 import type { BlockStatSums } from './engine/backend.ts';
 import type { BlockParameters } from './analysis/parameters.ts';
+import type { HandoffFormat, HandoffPlan, HandoffSource } from './export/handoff.ts';
 import type { StrategiesApi } from './worker-api-strategies.ts';
 
 export type { BlockScore, Metric } from './analysis/influence.ts';
@@ -156,6 +157,17 @@ export interface EngineApi extends StrategiesApi {
   // ---- export (src/ui/share/) ----
   /** The loaded model with `removed` blocks cut, as a zip of an HF checkpoint (bytes transferred). */
   prunedZip(request: PrunedZipRequest): Promise<Outcome<{ bytes: Uint8Array; fileName: string }>>;
+  /** The cut as a transformers script or a mergekit config (src/export/handoff.ts) for the loaded model. */
+  handoff(request: HandoffRequest): Promise<Outcome<{ text: string; fileName: string }>>;
+}
+
+export interface HandoffRequest {
+  format: HandoffFormat;
+  /** Where the script / config loads the original from (the page knows the hub id or the folder). */
+  source: HandoffSource;
+  removed: number[];
+  version: string;
+  chosenBy: HandoffPlan['chosenBy'];
 }
 
 export interface PrunedZipRequest {

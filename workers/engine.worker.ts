@@ -20,6 +20,8 @@ import { topTokens } from '../src/engine/sampling.ts';
 import { hubModelSource } from '../src/engine/hub.ts';
 import { fileListSource, type ModelSource, urlSource } from '../src/engine/sources.ts';
 import { prunedCheckpointZip, prunedFolderName } from '../src/export/zip.ts';
+import { handoffFileName, handoffText, keptBlocks } from '../src/export/handoff.ts';
+import { prunedConfigChanges } from '../src/export/pruned-checkpoint.ts';
 import { windows } from '../src/engine/tokenizer.ts';
 import type { StrategiesApi } from '../src/worker-api-strategies.ts';
 import { strategiesApi } from './strategies.ts';
@@ -355,6 +357,16 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
       return { bytes, fileName: `${prunedFolderName(current?.info.name ?? model.checkpoint.label)}.zip` };
     });
     return outcome.ok ? Comlink.transfer(outcome, [outcome.value.bytes.buffer]) : outcome;
+  },
+
+  async handoff(request) {
+    return job('handoff', undefined, async () => {
+      const { checkpoint } = requireModel();
+      const { spec, family, config, dtypes } = checkpoint;
+      const configChanges = prunedConfigChanges(config, family, spec, keptBlocks(spec.layers, request.removed));
+      const plan = { source: request.source, layers: spec.layers, removed: request.removed, configChanges, dtypes, version: request.version, chosenBy: request.chosenBy };
+      return { text: handoffText(plan, request.format), fileName: handoffFileName(request.source, request.format) };
+    });
   },
 };
 

@@ -34,6 +34,12 @@ export function prunedConfig(config: Record<string, unknown>, family: FamilyDefi
   return out;
 }
 
+/** The config.json keys a cut changes, with their new values (the transformers hand-off script sets exactly these). */
+export function prunedConfigChanges(config: Record<string, unknown>, family: FamilyDefinition, spec: ModelSpec, keptBlocks: number[]): Record<string, unknown> {
+  const pruned = prunedConfig(config, family, spec, keptBlocks);
+  return Object.fromEntries(Object.entries(pruned).filter(([key, value]) => JSON.stringify(value) !== JSON.stringify(config[key])));
+}
+
 export function prunedCheckpointFiles(checkpoint: Checkpoint, removed: readonly number[], note?: Record<string, string>): PrunedFiles {
   const layers = checkpoint.spec.layers;
   for (const i of removed) {
@@ -60,8 +66,7 @@ export function prunedCheckpointFiles(checkpoint: Checkpoint, removed: readonly 
   const files = new Map<string, Uint8Array>();
   files.set('model.safetensors', writeSafetensors(tensors, metadata));
   const encode = (value: unknown) => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
-  const config = prunedConfig(checkpoint.config, checkpoint.family, checkpoint.spec, keptBlocks);
-  const changed = Object.fromEntries(Object.entries(config).filter(([key, value]) => JSON.stringify(value) !== JSON.stringify(checkpoint.config[key])));
+  const changed = prunedConfigChanges(checkpoint.config, checkpoint.family, checkpoint.spec, keptBlocks);
   files.set('config.json', new TextEncoder().encode(setTopLevelKeys(checkpoint.configText ?? `${JSON.stringify(checkpoint.config, null, 2)}\n`, changed)));
   if (checkpoint.tokenizer) {
     files.set('tokenizer.json', encode(checkpoint.tokenizer.tokenizerJson));

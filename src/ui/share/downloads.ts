@@ -5,8 +5,11 @@
 import { lowestBlocks } from '../../analysis/influence.ts';
 import { prunedFolderName } from '../../export/zip.ts';
 import { resultsCsv, resultsJson } from '../../export/results.ts';
+import type { HandoffFormat, HandoffSource } from '../../export/handoff.ts';
+import { parseHubId } from '../../engine/sources.ts';
+import pkg from '../../../package.json';
 import { engine } from '../engine-client.ts';
-import { lab, notify } from '../state.svelte.ts';
+import { BUILTIN_MODEL, lab, notify } from '../state.svelte.ts';
 import { currentExperiment, currentShareUrl, share } from './url-sync.svelte.ts';
 
 /** Saves bytes as a file through a temporary <a download>. */
@@ -60,6 +63,45 @@ export async function exportPrunedModel(): Promise<void> {
       'info',
       'Half-block cuts are not in the zip',
       `An HF checkpoint can only drop whole blocks: the attention / MLP cuts (${[...removal.attention, ...removal.mlp].join(', ')}) are kept in the exported model.`,
+    );
+  }
+}
+
+/** Where the hand-off files load the original from: the hub id, the embedded model's folder in the repository, or a folder the user names. */
+function handoffSource(): HandoffSource {
+  const source = lab.modelSource;
+  if (source?.kind === 'hub') {
+    const { repo, revision } = parseHubId(source.id);
+    return { kind: 'hub', repo, revision };
+  }
+  if (source === null || source.kind === 'builtin') {
+    const name = source?.name ?? BUILTIN_MODEL;
+    return { kind: 'path', path: `public/models/${name}`, label: name };
+  }
+  return { kind: 'path', path: null, label: lab.model?.name ?? 'model' };
+}
+
+/** The cut as a transformers script or a mergekit config (written in the worker, from the loaded checkpoint's config). */
+export async function exportHandoff(format: HandoffFormat): Promise<void> {
+  if (!lab.model) return;
+  const outcome = await engine.handoff({
+    format,
+    source: handoffSource(),
+    removed: [...lab.removal.blocks],
+    version: pkg.version,
+    chosenBy: { metric: chosenBy(), calibration: lab.scores.length ? calibrationLabel() : undefined, link: currentShareUrl() },
+  });
+  if (!outcome.ok) {
+    notify('error', `Could not write the ${format} hand-off`, outcome.message);
+    return;
+  }
+  saveFile(outcome.value.text, outcome.value.fileName, format === 'transformers' ? 'text/x-python' : 'application/yaml');
+  const { attention, mlp } = lab.removal;
+  if (attention.length + mlp.length > 0) {
+    notify(
+      'info',
+      'Half-block cuts are not in the hand-off',
+      `transformers and mergekit drop whole blocks: the attention / MLP cuts (${[...attention, ...mlp].join(', ')}) are not applied.`,
     );
   }
 }
