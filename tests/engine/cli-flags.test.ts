@@ -29,9 +29,9 @@ describe('prunelab flags: each command accepts only its own flags', () => {
     expect(temperature.code).toBe(1);
     expect(temperature.stderr).toMatch(/--temperature is not a flag of score \(it belongs to generate\)/);
     const removeForScore = await cli([...scoreIds, '--remove', '1']);
-    expect(removeForScore.stderr).toMatch(/--remove is not a flag of score \(it belongs to ppl, prune, generate, mc\)/);
+    expect(removeForScore.stderr).toMatch(/--remove is not a flag of score \(it belongs to ppl, prune, generate, mc[,)]/);
     const halfForPrune = await cli(['prune', ...model, '--remove', '1', '--remove-attention', '2', '--out', tempDir('out')]);
-    expect(halfForPrune.stderr).toMatch(/--remove-attention is not a flag of prune \(it belongs to ppl, generate, mc\); prune takes .*--remove, --out/);
+    expect(halfForPrune.stderr).toMatch(/--remove-attention is not a flag of prune \(it belongs to ppl, generate, mc[^)]*\); prune takes .*--remove, --out/);
     const seqLen = await cli([...scoreIds, '--seq-lne', '12']);
     expect(seqLen.stderr).toMatch(/unknown flag --seq-lne for score; did you mean --seq-len\?/);
     const far = await cli([...scoreIds, '--frobnicate', '1']);
@@ -76,7 +76,7 @@ const REFUSED: [string[], RegExp][] = [
   // --model, --backend, --gpu-memory (every command)
   [['score', '--model', '', '--ids', ids], /--model is empty/],
   [['score', '--model', join(dir, 'missing'), '--ids', ids], /no config\.json/],
-  [[...scoreIds, '--backend', 'gpu'], /--backend must be cpu or webgpu, got "gpu"/],
+  [[...scoreIds, '--backend', 'gpu'], /--backend must be .*webgpu.*, got "gpu"/],
   [[...scoreIds, '--gpu-memory', '0'], /--gpu-memory must be an integer between 1 and 16777216 \(a budget in MiB\), got 0/],
   [[...scoreIds, '--gpu-memory', '-512'], /--gpu-memory must be an integer between 1 and 16777216.*got -512/],
   [[...scoreIds, '--gpu-memory', '1.5'], /--gpu-memory must be an integer .*got "1\.5"/],
