@@ -1,13 +1,13 @@
 /**
  * Random-weight checkpoints built in memory (no files), for any family of the registry: a config.json is
- * written for the model type, parsed by its family (src/engine/arch), and the family's own bindWeights
- * takes its tensors (HF names, fused qkv / gate_up included) from a store that makes each one on first
+ * written for the model type, parsed by its family (src/engine/arch), and the family's own bindBlock /
+ * bindEnds take its tensors (HF names, fused qkv / gate_up included) from a store that makes each one on first
  * request, stored as F32, F16 or BF16 HostTensors exactly as a loader makes them.
  */
 import { familyForConfig } from '../../src/engine/arch/registry.ts';
 import type { Checkpoint } from '../../src/engine/checkpoint.ts';
 import { encodeF16, type HostTensor } from '../../src/engine/safetensors.ts';
-import { TensorStore } from '../../src/engine/weights.ts';
+import { type ModelWeights, TensorStore } from '../../src/engine/weights.ts';
 
 export type StoredDType = 'F32' | 'F16' | 'BF16';
 
@@ -140,8 +140,34 @@ export function randomCheckpoint(o: RandomModelOptions): Checkpoint {
     for (let i = 0; i < v.length; i++) v[i] = offset + scale * rand();
     return tensorOf(name, shape, v, o.dtype);
   };
-  const weights = family.bindWeights(spec, new RandomStore(make, !spec.tieEmbeddings), config);
-  return { label: `random-${spec.modelType}-${o.dtype}`, config, family, spec, weights, tokenizer: null, dtypes: [o.dtype], parameters: 0, files: [] };
+  const store = new RandomStore(make, !spec.tieEmbeddings);
+  // Stored bytes of what each bind made (a block's tensors, then the ends').
+  const madeBytes = () => [...store.tensors.values()].reduce((n, t) => n + t.bytes.byteLength, 0);
+  const blockBytes: number[] = [];
+  const blocks = Array.from({ length: spec.layers }, (_, i) => {
+    const before = madeBytes();
+    const block = family.bindBlock(spec, store, i, config);
+    blockBytes.push(madeBytes() - before);
+    return block;
+  });
+  const before = madeBytes();
+  const weights: ModelWeights = { ...family.bindEnds(spec, store, config), blocks, unused: store.unused() };
+  return {
+    label: `random-${spec.modelType}-${o.dtype}`,
+    config,
+    family,
+    spec,
+    weights,
+    loadBlock: async (i) => blocks[i],
+    resident: true,
+    makeResident: async () => {},
+    blockBytes,
+    endsBytes: madeBytes() - before,
+    tokenizer: null,
+    dtypes: [o.dtype],
+    parameters: 0,
+    files: [],
+  };
 }
 
 export function randomIds(count: number, vocab: number, seed: number): number[] {
