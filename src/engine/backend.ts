@@ -4,7 +4,7 @@
  */
 import type { ModelSpec } from './config.ts';
 import type { Plan } from './plan.ts';
-import type { ModelWeights } from './weights.ts';
+import type { BlockWeights, ModelWeights } from './weights.ts';
 
 /** Per active block, the streaming sums of DESIGN.md: they add up across sequences and batches. */
 export interface BlockStatSums {
@@ -58,10 +58,43 @@ export interface BackendInfo {
   weightBytes: number;
 }
 
+/** One sequence's residual stream, kept between calls while blocks stream through (block-major order). */
+export interface ResidualStream {
+  readonly ids: readonly number[];
+  dispose(): void;
+}
+
+/**
+ * Block-major execution for models larger than the memory budget: the ends stay resident, block i is
+ * loaded, run over every stream, and released before block i + 1. `forward` is the same steps in
+ * sequence-major order, so both orders give the same numbers.
+ */
+export interface BlockStreaming {
+  /** Prepares (uploads) block i's weights; runBlock needs it loaded. */
+  loadBlock(index: number, weights: BlockWeights): Promise<void>;
+  releaseBlock(index: number): void;
+  /** x_0 of a sequence (checks the ids as forward does). */
+  embed(ids: readonly number[]): Promise<ResidualStream>;
+  /** Runs block `index` (halves skipped as the plan says) on the stream; its statistics when the plan captures them. */
+  runBlock(stream: ResidualStream, index: number, plan: Plan): Promise<BlockStatSums | null>;
+  /** Final norm and head over the stream: Σ NLL of predicting ids[t+1] (and the last logits when asked). */
+  head(stream: ResidualStream, want: { nll: boolean; lastLogits: boolean }): Promise<{ lastLogits: Float32Array | null; nllSum: number; nllCount: number }>;
+}
+
+/** Bytes the engine holds on the device right now and at most so far (WebGPU buffers; 0 on the CPU). */
+export interface MemoryMeter {
+  liveBytes: number;
+  peakBytes: number;
+}
+
 export interface Backend {
   readonly info: BackendInfo;
   forward(request: ForwardRequest): Promise<ForwardResult>;
   createCache(capacity: number, plan: Plan): KVCache;
+  /** Block streaming, for backends that support it. */
+  readonly streaming?: BlockStreaming;
+  /** Device memory accounting, for backends that hold device memory. */
+  readonly memory?: MemoryMeter;
   dispose(): void;
 }
 

@@ -44,6 +44,8 @@ export interface Checkpoint {
   loadBlock(index: number, signal?: AbortSignal): Promise<BlockWeights>;
   /** Whether every block is in `weights.blocks`. */
   resident: boolean;
+  /** Reads and binds every block now (a checkpoint loaded on demand that turned out to fit). */
+  makeResident(signal?: AbortSignal): Promise<void>;
   /** Stored bytes of each block's tensors, and of everything else. */
   blockBytes: number[];
   endsBytes: number;
@@ -51,7 +53,7 @@ export interface Checkpoint {
   /** The stored dtypes of the weights, e.g. ['F16']. */
   dtypes: string[];
   parameters: number;
-  /** The raw tensors per file (resident checkpoints), kept so a pruned copy can be written without re-reading the source. */
+  /** The raw tensors per file (all of them once resident; the ends before), kept so a pruned copy can be written without re-reading the source. */
   files: { name: string; tensors: Map<string, HostTensor> }[];
 }
 
@@ -189,8 +191,8 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
   const ends = all.filter(([, l]) => l.block === null);
   const blockBytes = Array.from({ length: spec.layers }, (_, i) => bytesOf(ofBlock(i)));
   const endsBytes = bytesOf(ends);
-  const resident = options.blocks !== 'on-demand';
-  const totalBytes = endsBytes + (resident ? blockBytes.reduce((a, b) => a + b, 0) : 0);
+  let resident = false;
+  const totalBytes = endsBytes + (options.blocks !== 'on-demand' ? blockBytes.reduce((a, b) => a + b, 0) : 0);
   let loadedBytes = 0;
   const onBytes = (bytes: number, file: string) => {
     loadedBytes += bytes;
@@ -212,18 +214,21 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
   const endStore = new TensorStore(endTensors, family.isBuffer);
   const boundEnds = family.bindEnds(spec, endStore, config);
   const unused = endStore.unused();
+  keep(endTensors);
   const blocks: BlockWeights[] = [];
-  if (resident) {
-    keep(endTensors);
+  const weights: ModelWeights = { ...boundEnds, blocks, unused };
+  const makeResident = async (readSignal?: AbortSignal) => {
+    if (resident) return;
     for (let i = 0; i < spec.layers; i++) {
-      const tensors = await readTensors(source, ofBlock(i), onBytes, signal);
+      const tensors = await readTensors(source, ofBlock(i), onBytes, readSignal);
       keep(tensors);
       const bound = bindBlock(i, tensors);
       blocks.push(bound.block);
       unused.push(...bound.unused);
     }
-  }
-  const weights: ModelWeights = { ...boundEnds, blocks, unused };
+    resident = true;
+  };
+  if (options.blocks !== 'on-demand') await makeResident(signal);
 
   const tokenizerJson = await readJson(source, 'tokenizer.json', signal);
   const tokenizerConfig = tokenizerJson === null ? null : ((await readJson(source, 'tokenizer_config.json', signal)) ?? {});
@@ -242,7 +247,10 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
     family,
     spec,
     weights,
-    resident,
+    get resident() {
+      return resident;
+    },
+    makeResident,
     blockBytes,
     endsBytes,
     async loadBlock(i, blockSignal) {

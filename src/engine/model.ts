@@ -2,25 +2,58 @@
  * Model = checkpoint (spec + weights) + backend + tokenizer. Everything the analysis layer, the worker and
  * the CLI need: score (block statistics), perplexity, next-token logits, generate with a KV cache.
  */
-import type { Backend, BlockStatSums } from './backend.ts';
+import type { Backend, BlockStatSums, ResidualStream } from './backend.ts';
 import { type Checkpoint, type LoadOptions, loadCheckpoint } from './checkpoint.ts';
 import { PruneLabError } from './errors.ts';
 import { assertFiniteWeights } from './finite.ts';
+import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode } from './memory.ts';
 import { checkPrompt } from './limits.ts';
 import { type Plan, withCapture } from './plan.ts';
 import { type SamplingOptions, sampleToken, seededRandom } from './sampling.ts';
 import type { ModelSource } from './sources.ts';
 import { createTokenizer, type TextTokenizer } from './tokenizer.ts';
 
-export type BackendKind = 'cpu' | 'webgpu';
+/** 'cpu': the CPU forward on the fast kernels (onnxruntime); 'cpu-reference': the same forward on the TypeScript oracle. */
+export type BackendKind = 'cpu' | 'cpu-reference' | 'webgpu';
+export const BACKEND_KINDS: readonly BackendKind[] = ['cpu', 'cpu-reference', 'webgpu'];
 
 export async function createBackend(kind: BackendKind, checkpoint: Checkpoint): Promise<Backend> {
+  const { spec, weights } = checkpoint;
   if (kind === 'webgpu') {
     const { createWebGpuBackend } = await import('./webgpu/backend.ts');
-    return createWebGpuBackend(checkpoint.spec, checkpoint.weights);
+    return createWebGpuBackend(spec, weights);
   }
   const { createCpuBackend } = await import('./cpu/backend.ts');
-  return createCpuBackend(checkpoint.spec, checkpoint.weights);
+  if (kind === 'cpu-reference') return createCpuBackend(spec, weights);
+  const { loadFastKernels, FastKernelsUnavailable } = await import('./cpu/fast.ts');
+  let reason: string;
+  try {
+    const kernels = await loadFastKernels();
+    const backend = await createCpuBackend(spec, weights, kernels);
+    try {
+      await kernels.ready();
+      return backend;
+    } catch (e) {
+      backend.dispose();
+      reason = `onnxruntime could not create its sessions (${(e as Error).message.split('\n')[0]})`;
+    }
+  } catch (e) {
+    if (!(e instanceof FastKernelsUnavailable)) throw e;
+    reason = e.message;
+  }
+  // The runtime is missing or broken here: the oracle still gives the right numbers, slowly, and says why.
+  const { referenceKernels } = await import('./cpu/kernels.ts');
+  const reference = referenceKernels();
+  return createCpuBackend(spec, weights, {
+    description: `TypeScript reference; fast kernels unavailable: ${reason}`,
+    threads: reference.threads,
+    prepareLinear: (w, b) => reference.prepareLinear(w, b),
+    linear: (x, rows, l) => reference.linear(x, rows, l),
+    get weightBytes() {
+      return reference.weightBytes;
+    },
+    dispose: () => reference.dispose(),
+  });
 }
 
 /** Adds one sequence's block sums into running totals (matched by block index). */
@@ -61,19 +94,87 @@ function checkAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new DOMException('cancelled', 'AbortError');
 }
 
+export interface ModelLoadOptions extends Omit<LoadOptions, 'blocks'>, ModeChoice {
+  /** Told the mode and why (e.g. for a stderr note or the status bar). */
+  onMode?: (mode: MemoryMode, reason: string) => void;
+  /** Told per block while a streamed pass runs: block k of n, bytes read so far. */
+  onBlock?: (done: number, total: number) => void;
+}
+
 export class Model {
   readonly tokenizer: TextTokenizer | null;
+  /** Called per block in streamed passes (progress). */
+  onBlock: ((done: number, total: number) => void) | null = null;
   constructor(
     readonly checkpoint: Checkpoint,
     readonly backend: Backend,
+    /** 'resident': every block on the backend; 'streamed': blocks read, run over all sequences and released one at a time. */
+    readonly mode: MemoryMode = 'resident',
   ) {
     this.tokenizer = checkpoint.tokenizer ? createTokenizer(checkpoint.tokenizer) : null;
   }
 
-  static async load(source: ModelSource, backend: BackendKind = 'cpu', options: LoadOptions = {}): Promise<Model> {
-    const checkpoint = await loadCheckpoint(source, options);
+  /**
+   * Reads the headers and the ends first, then decides: every block resident when the weights fit the
+   * budget (memory.ts), else block-streamed (blocks are read when a pass reaches them).
+   */
+  static async load(source: ModelSource, backend: BackendKind = 'cpu', options: ModelLoadOptions = {}): Promise<Model> {
+    const checkpoint = await loadCheckpoint(source, { ...options, blocks: 'on-demand' });
+    const { mode, reason } = await chooseMemoryMode(checkpoint, backend, options);
+    options.onMode?.(mode, reason);
+    if (mode === 'resident') await checkpoint.makeResident(options.signal);
     assertFiniteWeights(checkpoint.weights);
-    return new Model(checkpoint, await createBackend(backend, checkpoint));
+    const model = new Model(checkpoint, await createBackend(backend, checkpoint), mode);
+    model.onBlock = options.onBlock ?? null;
+    if (mode === 'streamed' && !model.backend.streaming) {
+      model.dispose();
+      throw new PruneLabError(`${reason}, and the ${backend} backend cannot stream blocks`, { field: 'gpu-memory' });
+    }
+    return model;
+  }
+
+  /** What the `memory` object of every --json output reports. */
+  memoryReport(): MemoryReport {
+    const weightBytes = this.checkpoint.endsBytes + this.checkpoint.blockBytes.reduce((a, b) => a + b, 0);
+    return { mode: this.mode, gpuPeakBytes: this.backend.memory?.peakBytes ?? 0, weightBytes };
+  }
+
+  /**
+   * Block-major pass (streamed mode): every sequence's residual stream stays, each block of the plan is
+   * read (the next one prefetched while this one runs), run over all streams and released; removed
+   * blocks are never read. Returns per-sequence block sums and, when asked, Σ NLL per sequence.
+   */
+  private async streamedPass(sequences: readonly (readonly number[])[], plan: Plan, want: { stats: boolean; nll: boolean }, options: RunOptions) {
+    const streaming = this.backend.streaming;
+    if (!streaming) throw new PruneLabError('this backend cannot stream blocks');
+    const streams: ResidualStream[] = [];
+    const perSequence: BlockStatSums[][] = sequences.map(() => []);
+    const nll: { nllSum: number; nllCount: number }[] = [];
+    const runPlan = withCapture(plan, want.stats ? 'stats' : 'none');
+    try {
+      for (const ids of sequences) streams.push(await streaming.embed(ids));
+      let next = plan.blocks.length > 0 ? this.checkpoint.loadBlock(plan.blocks[0], options.signal) : null;
+      for (const [k, i] of plan.blocks.entries()) {
+        checkAborted(options.signal);
+        const weights = await (next as Promise<import('./weights.ts').BlockWeights>);
+        next = k + 1 < plan.blocks.length ? this.checkpoint.loadBlock(plan.blocks[k + 1], options.signal) : null;
+        assertFiniteWeights({ ...this.checkpoint.weights, blocks: [weights] });
+        await streaming.loadBlock(i, weights);
+        try {
+          for (const [s, stream] of streams.entries()) {
+            const stats = await streaming.runBlock(stream, i, runPlan);
+            if (stats) perSequence[s].push(stats);
+          }
+        } finally {
+          streaming.releaseBlock(i);
+        }
+        this.onBlock?.(k + 1, plan.blocks.length);
+      }
+      if (want.nll) for (const stream of streams) nll.push(await streaming.head(stream, { nll: true, lastLogits: false }));
+    } finally {
+      for (const stream of streams) stream.dispose();
+    }
+    return { perSequence, nll };
   }
 
   get spec() {
@@ -95,6 +196,17 @@ export class Model {
    * analysis/uncertainty.ts resamples: a few numbers per block per sequence.
    */
   async scoreSequences(sequences: readonly (readonly number[])[], plan: Plan, options: RunOptions = {}): Promise<{ total: BlockStatSums[]; perSequence: BlockStatSums[][] }> {
+    if (this.mode === 'streamed') {
+      const { perSequence } = await this.streamedPass(sequences, plan, { stats: true, nll: false }, options);
+      const total = new Map<number, BlockStatSums>();
+      for (const own of perSequence) accumulateStats(total, own);
+      options.onProgress?.(
+        sequences.length,
+        sequences.length,
+        sequences.reduce((a, s) => a + s.length, 0),
+      );
+      return { total: plan.blocks.map((i) => total.get(i) as BlockStatSums), perSequence };
+    }
     const total = new Map<number, BlockStatSums>();
     const perSequence: BlockStatSums[][] = [];
     const statsPlan = withCapture(plan, 'stats');
@@ -116,7 +228,14 @@ export class Model {
   async perplexity(sequences: readonly (readonly number[])[], plan: Plan, options: RunOptions = {}): Promise<NllResult> {
     let nllSum = 0;
     let tokens = 0;
-    for (let s = 0; s < sequences.length; s++) {
+    if (this.mode === 'streamed') {
+      for (const r of (await this.streamedPass(sequences, plan, { stats: false, nll: true }, options)).nll) {
+        nllSum += r.nllSum;
+        tokens += r.nllCount;
+      }
+      options.onProgress?.(sequences.length, sequences.length, tokens);
+    }
+    for (let s = 0; this.mode === 'resident' && s < sequences.length; s++) {
       checkAborted(options.signal);
       const result = await this.backend.forward({ ids: sequences[s], plan: withCapture(plan, 'none'), logits: 'none', nll: true });
       nllSum += result.nllSum;
@@ -128,12 +247,14 @@ export class Model {
   }
 
   async lastLogits(ids: readonly number[], plan: Plan): Promise<Float32Array> {
+    this.requireResident('next-token logits');
     const result = await this.backend.forward({ ids, plan: withCapture(plan, 'none'), logits: 'last' });
     return result.logits as Float32Array;
   }
 
   /** Autoregressive generation with a KV cache; returns the new token ids. */
   async generate(promptIds: readonly number[], plan: Plan, options: GenerateOptions): Promise<number[]> {
+    this.requireResident('generation');
     const promptProblem = checkPrompt(promptIds.length, options.maxNewTokens, this.spec);
     if (promptProblem?.level === 'error') throw new PruneLabError(promptProblem.message, { field: 'prompt' });
     const runPlan = withCapture(plan, 'none');
@@ -157,6 +278,16 @@ export class Model {
       cache.dispose();
     }
     return out;
+  }
+
+  /** Decoding re-reads every block per token when streamed: refused with the cost, not run silently. */
+  private requireResident(what: string): void {
+    if (this.mode === 'resident') return;
+    const bytes = this.memoryReport().weightBytes;
+    throw new PruneLabError(
+      `${what} needs the model resident, but it runs block-streamed (its ${(bytes / 2 ** 20).toFixed(0)} MiB of weights exceed the memory budget): every token would re-read all weights; prune it first or raise the budget`,
+      { field: 'gpu-memory' },
+    );
   }
 
   dispose(): void {

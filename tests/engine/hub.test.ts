@@ -4,51 +4,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model } from '../../src/engine/model.ts';
 import { makePlan } from '../../src/engine/plan.ts';
-import {
-  assertAllowedOrigin,
-  type CacheLike,
-  type CacheStorageLike,
-  cachedSource,
-  deleteCachedModel,
-  hubModelSource,
-  listCachedModels,
-  listHubFiles,
-  modelCacheName,
-} from '../../src/engine/hub.ts';
+import { assertAllowedOrigin, cachedSource, deleteCachedModel, hubModelSource, listCachedModels, listHubFiles, modelCacheName } from '../../src/engine/hub.ts';
 import { urlSource } from '../../src/engine/sources.ts';
 import { FIXTURES_DIR, readGolden } from './fixtures.ts';
 import { type ServedFolders, serveFolders } from './http-server.ts';
-
-/** The Cache API is not in Node: a minimal in-memory CacheStorage with the same behaviour for our calls. */
-class MemoryCacheStorage implements CacheStorageLike {
-  readonly caches = new Map<string, Map<string, { body: Uint8Array; headers: [string, string][] }>>();
-  async open(name: string): Promise<CacheLike> {
-    let entries = this.caches.get(name);
-    if (!entries) {
-      entries = new Map();
-      this.caches.set(name, entries);
-    }
-    const store = entries;
-    return {
-      async match(key) {
-        const hit = store.get(key);
-        return hit ? new Response(hit.body.slice(), { headers: hit.headers }) : undefined;
-      },
-      async put(key, response) {
-        store.set(key, { body: new Uint8Array(await response.arrayBuffer()), headers: [...response.headers] });
-      },
-      async keys() {
-        return [...store.keys()].map((url) => ({ url }));
-      },
-    };
-  }
-  async keys(): Promise<string[]> {
-    return [...this.caches.keys()];
-  }
-  async delete(name: string): Promise<boolean> {
-    return this.caches.delete(name);
-  }
-}
+import { MemoryCacheStorage } from './memory-cache.ts';
 
 const size = (folder: string, file: string) => statSync(join(FIXTURES_DIR, folder, file)).size;
 const SOTU = join(FIXTURES_DIR, '..', '..', 'public', 'models', 'sotu-llama');

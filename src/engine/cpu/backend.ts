@@ -4,12 +4,13 @@
  * kernel set (kernels.ts: the TypeScript reference, or a fast one), so the recipe is written once. The
  * WebGPU backend mirrors these step names.
  */
-import type { Backend, BlockStatSums, ForwardRequest, ForwardResult, KVCache } from '../backend.ts';
+import type { Backend, BlockStatSums, BlockStreaming, ForwardRequest, ForwardResult, KVCache, ResidualStream } from '../backend.ts';
 import type { LayerKind, ModelSpec } from '../config.ts';
+import { PruneLabError } from '../errors.ts';
 import { checkForward } from '../forward-checks.ts';
 import { planKey, type Plan } from '../plan.ts';
 import { decodeToF32, type HostTensor } from '../safetensors.ts';
-import type { Linear, ModelWeights, Norm } from '../weights.ts';
+import type { BlockWeights, Linear, ModelWeights, Norm } from '../weights.ts';
 import { type CpuKernels, type PreparedLinear, referenceKernels } from './kernels.ts';
 import { ACTIVATIONS, addInPlace, blockStatSums, causalAttention, finalLogits, gated, layerNorm, mapInPlace, nll, rmsNorm, rope } from './ops.ts';
 
@@ -55,14 +56,26 @@ class CpuCache implements KVCache {
   }
 }
 
+class CpuStream implements ResidualStream {
+  constructor(
+    readonly ids: readonly number[],
+    public x: Float32Array,
+  ) {}
+  dispose(): void {
+    this.x = new Float32Array(0);
+  }
+}
+
 export class CpuBackend implements Backend {
   readonly info;
   private readonly embed: Float32Array;
   private readonly positions: Float32Array | null;
-  private readonly blocks: CpuBlock[];
+  /** Every block when resident; in block streaming only the loaded ones. */
+  private readonly blocks: (CpuBlock | undefined)[];
   private readonly finalNorm: F32Norm;
   private readonly lmHead: PreparedLinear;
   private readonly act: (v: number) => number;
+  private readonly prepareBlock: (b: BlockWeights) => CpuBlock;
 
   constructor(
     private readonly spec: ModelSpec,
@@ -84,7 +97,7 @@ export class CpuBackend implements Backend {
     const norm = (n: Norm | null): F32Norm | null => (n ? { w: f32(n.weight), b: n.bias ? f32(n.bias) : null } : null);
     this.embed = f32(weights.embed);
     this.positions = weights.positions ? f32(weights.positions) : null;
-    this.blocks = weights.blocks.map((b) => ({
+    this.prepareBlock = (b) => ({
       attnNorm: norm(b.attnNorm),
       q: lin(b.q),
       k: lin(b.k),
@@ -98,7 +111,8 @@ export class CpuBackend implements Backend {
       up: lin(b.up),
       down: lin(b.down),
       mlpPostNorm: norm(b.mlpPostNorm),
-    }));
+    });
+    this.blocks = Array.from({ length: spec.layers }, (_, i) => (weights.blocks[i] ? this.prepareBlock(weights.blocks[i]) : undefined));
     this.finalNorm = norm(weights.finalNorm) as F32Norm;
     this.lmHead = lin({ weight: weights.lmHead, bias: null });
     this.act = ACTIVATIONS[spec.activation];
@@ -185,35 +199,57 @@ export class CpuBackend implements Backend {
     return this.linear(act, rows, block.down);
   }
 
+  /** One block on the residual stream x (in place): the halves the plan keeps, as the family wires them. */
+  private async block(x: Float32Array, rows: number, i: number, skipAttention: boolean, skipMlp: boolean, firstPosition: number, cache: CpuCache | null): Promise<void> {
+    const block = this.blocks[i];
+    if (!block) throw new PruneLabError(`block ${i} is not loaded`, { field: 'plan' });
+    const { residualScale } = this.spec;
+    const kind = this.spec.layerKinds[i];
+    const attend = async (from: Float32Array) =>
+      this.normalize(await this.attention(this.normalize(from, block.attnNorm), rows, block, kind, i, firstPosition, cache), block.attnPostNorm);
+    const feed = async (from: Float32Array) => this.normalize(await this.mlp(this.normalize(from, block.mlpNorm), rows, block), block.mlpPostNorm);
+    if (this.spec.parallelResidual) {
+      // GPT-NeoX: both halves read the block input.
+      const input = x.slice();
+      if (!skipAttention) addInPlace(x, await attend(input), residualScale);
+      if (!skipMlp) addInPlace(x, await feed(input), residualScale);
+    } else {
+      if (!skipAttention) addInPlace(x, await attend(x), residualScale);
+      if (!skipMlp) addInPlace(x, await feed(x), residualScale);
+    }
+  }
+
+  /** Final norm, head, logit scale / soft-cap over the given rows of x. */
+  private async logitsOf(x: Float32Array, rows: number[]): Promise<Float32Array> {
+    const { hidden } = this.spec;
+    const picked = new Float32Array(rows.length * hidden);
+    for (const [k, t] of rows.entries()) picked.set(x.subarray(t * hidden, (t + 1) * hidden), k * hidden);
+    return finalLogits(await this.linear(this.normalize(picked, this.finalNorm), rows.length, this.lmHead), this.spec.logitScale, this.spec.finalSoftcap);
+  }
+
+  private sumNll(all: Float32Array, ids: ArrayLike<number>): number {
+    const { vocabSize } = this.spec;
+    let sum = 0;
+    for (let t = 0; t + 1 < ids.length; t++) sum += nll(all, t * vocabSize, vocabSize, ids[t + 1]);
+    return sum;
+  }
+
   async forward(request: ForwardRequest): Promise<ForwardResult> {
     const { ids, plan } = request;
-    const { hidden, vocabSize, residualScale } = this.spec;
+    const { hidden, vocabSize } = this.spec;
     const cache = (request.cache as CpuCache | undefined) ?? null;
     const { rows, firstPosition } = checkForward(this.spec, request, CpuCache, this.blocks.length);
     const skipAttention = new Set(plan.skipAttention);
     const skipMlp = new Set(plan.skipMlp);
 
-    let x = this.embedTokens(ids, firstPosition);
+    const x = this.embedTokens(ids, firstPosition);
     const states: Float32Array[] | null = plan.capture === 'states' ? [x.slice()] : null;
     const stats: BlockStatSums[] | null = plan.capture === 'none' ? null : [];
     for (const i of plan.blocks) {
-      const block = this.blocks[i];
-      const kind = this.spec.layerKinds[i];
-      const input = x.slice();
-      const attend = async (from: Float32Array) =>
-        this.normalize(await this.attention(this.normalize(from, block.attnNorm), rows, block, kind, i, firstPosition, cache), block.attnPostNorm);
-      const feed = async (from: Float32Array) => this.normalize(await this.mlp(this.normalize(from, block.mlpNorm), rows, block), block.mlpPostNorm);
-      if (this.spec.parallelResidual) {
-        // GPT-NeoX: both halves read the block input.
-        if (!skipAttention.has(i)) addInPlace(x, await attend(input), residualScale);
-        if (!skipMlp.has(i)) addInPlace(x, await feed(input), residualScale);
-      } else {
-        if (!skipAttention.has(i)) addInPlace(x, await attend(x), residualScale);
-        if (!skipMlp.has(i)) addInPlace(x, await feed(x), residualScale);
-      }
+      const input = stats ? x.slice() : x;
+      await this.block(x, rows, i, skipAttention.has(i), skipMlp.has(i), firstPosition, cache);
       if (stats) stats.push({ index: i, ...blockStatSums(input, x, hidden), tokens: rows });
       if (states) states.push(x.slice());
-      x = x.slice();
     }
     if (cache) cache.length += rows;
 
@@ -222,11 +258,9 @@ export class CpuBackend implements Backend {
     let nllCount = 0;
     if (request.logits !== 'none' || request.nll) {
       const wantRows = request.logits === 'last' && !request.nll ? [rows - 1] : Array.from({ length: rows }, (_, t) => t);
-      const picked = new Float32Array(wantRows.length * hidden);
-      for (const [k, t] of wantRows.entries()) picked.set(x.subarray(t * hidden, (t + 1) * hidden), k * hidden);
-      const all = finalLogits(await this.linear(this.normalize(picked, this.finalNorm), wantRows.length, this.lmHead), this.spec.logitScale, this.spec.finalSoftcap);
+      const all = await this.logitsOf(x, wantRows);
       if (request.nll) {
-        for (let t = 0; t + 1 < rows; t++) nllSum += nll(all, t * vocabSize, vocabSize, ids[t + 1]);
+        nllSum = this.sumNll(all, ids);
         nllCount = rows - 1;
       }
       if (request.logits === 'all') logits = all;
@@ -234,6 +268,41 @@ export class CpuBackend implements Backend {
     }
     return { logits, stats, states, nllSum, nllCount };
   }
+
+  /** The same steps in block-major order: blocks arrive and leave while every sequence's stream stays. */
+  readonly streaming: BlockStreaming = {
+    loadBlock: async (index, weights) => {
+      this.streaming.releaseBlock(index);
+      this.blocks[index] = this.prepareBlock(weights);
+    },
+    releaseBlock: (index) => {
+      const block = this.blocks[index];
+      if (!block) return;
+      for (const l of [block.q, block.k, block.v, block.o, block.gate, block.up, block.down]) if (l) this.kernels.releaseLinear?.(l);
+      this.blocks[index] = undefined;
+    },
+    embed: async (ids) => {
+      checkForward(this.spec, { ids, plan: { blocks: [], skipAttention: [], skipMlp: [], capture: 'none' }, logits: 'none' }, CpuCache, this.blocks.length);
+      return new CpuStream(ids, this.embedTokens(ids, 0));
+    },
+    runBlock: async (stream, index, plan) => {
+      const { x, ids } = stream as CpuStream;
+      const input = plan.capture === 'none' ? null : x.slice();
+      await this.block(x, ids.length, index, plan.skipAttention.includes(index), plan.skipMlp.includes(index), 0, null);
+      return input ? { index, ...blockStatSums(input, x, this.spec.hidden), tokens: ids.length } : null;
+    },
+    head: async (stream, want) => {
+      const { x, ids } = stream as CpuStream;
+      const rows = want.nll ? Array.from({ length: ids.length }, (_, t) => t) : [ids.length - 1];
+      const all = await this.logitsOf(x, rows);
+      const vocab = this.spec.vocabSize;
+      return {
+        lastLogits: want.lastLogits ? all.slice((rows.length - 1) * vocab) : null,
+        nllSum: want.nll ? this.sumNll(all, ids) : 0,
+        nllCount: want.nll ? ids.length - 1 : 0,
+      };
+    },
+  };
 }
 
 export async function createCpuBackend(spec: ModelSpec, weights: ModelWeights, kernels?: CpuKernels): Promise<Backend> {

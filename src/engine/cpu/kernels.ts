@@ -21,6 +21,8 @@ export interface CpuKernels {
   prepareLinear(weight: HostTensor, bias: HostTensor | null): PreparedLinear;
   /** y = x · Wᵀ + b for x [rows, in]; returns [rows, out]. */
   linear(x: Float32Array, rows: number, l: PreparedLinear): Promise<Float32Array> | Float32Array;
+  /** Lets go of a prepared weight (block streaming releases each block after its pass). */
+  releaseLinear?(l: PreparedLinear): void;
   /** Host bytes the prepared weights hold. */
   readonly weightBytes: number;
   dispose(): void;
