@@ -3,14 +3,17 @@
  * reading sequences, the removal set. Every reader checks its input against the model and either
  * refuses it with an error naming the flag, or states a warning on stderr.
  */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type BackendDecision, chooseDefaultBackend } from '../src/engine/backend-choice.ts';
 import { PruneLabError } from '../src/engine/errors.ts';
 import { checkSequenceLength, checkTextLength, type Finding } from '../src/engine/limits.ts';
-import { type BackendKind, Model } from '../src/engine/model.ts';
+import { BACKEND_KINDS, type BackendKind, Model } from '../src/engine/model.ts';
 import { makePlan, type Plan, type Removal } from '../src/engine/plan.ts';
 import { directorySource, hubSource, looksLikeHubId, type ModelSource } from '../src/engine/sources.ts';
 import { windows } from '../src/engine/tokenizer.ts';
-import { installNodeWebGpu } from '../src/engine/webgpu/node.ts';
+import { nodeWebGpuProblem, uninstallNodeWebGpu } from '../src/engine/webgpu/node.ts';
 import type { FlagSpec, Flags, Warn } from './args.ts';
 
 export const DEFAULT_MODEL = 'public/models/sotu-llama';
@@ -22,7 +25,11 @@ const MIB = 1024 * 1024;
 /** Every command takes these (DESIGN.md: `--gpu-memory` and `--backend` everywhere). */
 export const COMMON_FLAGS: readonly FlagSpec[] = [
   { name: 'model', value: '<dir|hub-id>', help: `checkpoint folder or hub id (owner/name[@revision]); default ${DEFAULT_MODEL}` },
-  { name: 'backend', value: 'cpu|webgpu', help: 'compute backend (default cpu)' },
+  {
+    name: 'backend',
+    value: 'cpu|cpu-reference|webgpu',
+    help: 'compute backend: cpu = onnxruntime kernels, cpu-reference = the TypeScript oracle (slow), webgpu; default: webgpu on a hardware adapter, else cpu',
+  },
   { name: 'gpu-memory', value: '<MiB>', help: 'GPU memory budget in MiB (WebGPU); a model that does not fit is refused (block streaming is not implemented yet)' },
   { name: 'json', help: 'print one JSON object on stdout (warnings stay on stderr)' },
   { name: 'help', help: 'this text' },
@@ -45,17 +52,52 @@ export const REMOVAL_FLAGS: readonly FlagSpec[] = [
 
 /** How to run the engine, from --backend and --gpu-memory. */
 export interface EngineOptions {
-  backend: BackendKind;
+  /** null: the default rule (chooseDefaultBackend). */
+  backend: BackendKind | null;
   /** The GPU budget in bytes; null = no budget given. */
   gpuMemoryBytes: number | null;
 }
 
 export function engineOptions(flags: Flags): EngineOptions {
-  const backend = flags.str('backend') ?? 'cpu';
-  if (backend !== 'cpu' && backend !== 'webgpu') throw new PruneLabError(`--backend must be cpu or webgpu, got "${backend}"`);
+  const backend = flags.str('backend') ?? null;
+  if (backend !== null && !BACKEND_KINDS.includes(backend as BackendKind)) throw new PruneLabError(`--backend must be one of ${BACKEND_KINDS.join(', ')}, got "${backend}"`);
   // Up to 16 TiB: a larger number is a typo (bytes for MiB?), not a GPU.
   const mib = flags.maybeInt('gpu-memory', { min: 1, max: 16 * MIB, why: 'a budget in MiB' });
-  return { backend, gpuMemoryBytes: mib === undefined ? null : mib * MIB };
+  return { backend: backend as BackendKind | null, gpuMemoryBytes: mib === undefined ? null : mib * MIB };
+}
+
+/** Which backend each open model got and why (for --json, and commands that open a second backend). */
+const backendChoices = new WeakMap<Model, { kind: BackendKind; reason: string }>();
+
+/** The backend openModel chose for `model` (after the default rule). */
+export function backendOf(model: Model): BackendKind {
+  return backendChoices.get(model)?.kind ?? 'cpu';
+}
+
+/** Where Dawn (WebGPU in Node) could find a Vulkan loader on Linux; without one it has no adapter to offer. */
+function hasVulkanLoader(): boolean {
+  if (process.platform !== 'linux') return true;
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    '/usr/lib/x86_64-linux-gnu',
+    '/usr/lib/aarch64-linux-gnu',
+    '/usr/lib64',
+    '/usr/lib',
+    '/lib/x86_64-linux-gnu',
+    '/usr/local/lib',
+  ];
+  return dirs.some((d) => existsSync(join(d, 'libvulkan.so.1')));
+}
+
+/** The default rule in Node: WebGPU on a hardware adapter, else the fast CPU backend. */
+async function defaultBackend(): Promise<BackendDecision> {
+  // Without a loader Dawn would only print a warning and find nothing: skip the probe.
+  if (!hasVulkanLoader()) return { kind: 'cpu', reason: 'no Vulkan loader (libvulkan.so.1), so WebGPU in Node has no adapter' };
+  const problem = await nodeWebGpuProblem();
+  const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  const decision = await chooseDefaultBackend(problem ? null : gpu, problem ? `no WebGPU in Node: ${problem}` : undefined);
+  if (decision.kind === 'cpu') uninstallNodeWebGpu();
+  return decision;
 }
 
 function sourceFor(model: string): ModelSource {
@@ -68,23 +110,31 @@ export function modelFlag(flags: Flags): string {
 
 export async function openModel(flags: Flags, warn: Warn): Promise<Model> {
   const options = engineOptions(flags);
-  if (options.backend === 'webgpu' && !(await installNodeWebGpu())) {
-    throw new PruneLabError(
-      'no WebGPU adapter in Node (the webgpu package needs a Vulkan driver: set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json and LD_LIBRARY_PATH=/usr/lib/chromium, or use --backend cpu)',
-    );
+  let reason = `--backend ${options.backend}`;
+  if (options.backend === null) {
+    const decision = await defaultBackend();
+    options.backend = decision.kind;
+    reason = decision.reason;
   }
-  if (options.gpuMemoryBytes !== null && options.backend === 'cpu')
+  if (options.backend === 'webgpu') {
+    const problem = await nodeWebGpuProblem();
+    if (problem) throw new PruneLabError(`no WebGPU in Node: ${problem}; or use --backend cpu`);
+  }
+  if (options.gpuMemoryBytes !== null && options.backend !== 'webgpu')
     warn('--gpu-memory is a budget for the WebGPU backend; the CPU backend holds the weights in host memory and ignores it');
-  const model = await Model.load(sourceFor(modelFlag(flags)), options.backend);
-  const need = model.backend.info.weightBytes;
-  if (options.gpuMemoryBytes !== null && options.backend === 'webgpu' && need > options.gpuMemoryBytes) {
-    model.dispose();
-    throw new PruneLabError(
-      `the model's weights take ${(need / MIB).toFixed(1)} MiB on the GPU, more than --gpu-memory ${options.gpuMemoryBytes / MIB} MiB; block streaming is not implemented yet, so it cannot run within that budget`,
-    );
-  }
+  const model = await Model.load(sourceFor(modelFlag(flags)), options.backend, {
+    gpuMemoryBytes: options.gpuMemoryBytes,
+    onMode: (mode, why) => {
+      if (mode === 'streamed') warn(`running block-streamed: ${why}; each pass reads the kept blocks one at a time`);
+    },
+  });
+  backendChoices.set(model, { kind: options.backend, reason });
+  openedModels.push(model);
   return model;
 }
+
+/** Models opened by this process's command, for the `memory` object main() adds to every --json output. */
+export const openedModels: Model[] = [];
 
 /** An error finding is thrown (naming the flag), a warning goes to stderr. */
 export function report(finding: Finding | null, warn: Warn, flag?: string): void {
@@ -193,5 +243,6 @@ export function modelSummary(model: Model) {
     parameters: model.checkpoint.parameters,
     dtypes: model.checkpoint.dtypes,
     backend: model.backend.info.description,
+    backendReason: backendChoices.get(model)?.reason ?? null,
   };
 }

@@ -9,21 +9,22 @@ import { PruneLabError, describeError } from '../src/engine/errors.ts';
 import { type Command, nearest, parseFlags, usageOf } from './args.ts';
 import { exportCommand } from './commands/export.ts';
 import { generate } from './commands/generate.ts';
+import { heal } from './commands/heal.ts';
 import { mc } from './commands/mc.ts';
 import { ppl } from './commands/ppl.ts';
 import { prune } from './commands/prune.ts';
 import { score } from './commands/score.ts';
 import { sweep } from './commands/sweep.ts';
-import { DEFAULT_MODEL } from './common.ts';
+import { DEFAULT_MODEL, openedModels } from './common.ts';
 
 export { DEFAULT_MODEL };
 
-export const COMMANDS: readonly Command[] = [score, ppl, prune, generate, sweep, mc, exportCommand];
+export const COMMANDS: readonly Command[] = [score, ppl, prune, generate, sweep, mc, exportCommand, heal];
 
 function usage(): string {
   const lines = COMMANDS.map((c) => `  ${c.name.padEnd(8)} ${c.synopsis}`);
   return `usage: prunelab <command> [options]\n${lines.join('\n')}
-every command also takes --gpu-memory <MiB>, --backend cpu|webgpu, --json; prunelab <command> --help lists its flags.
+every command also takes --gpu-memory <MiB>, --backend cpu|cpu-reference|webgpu, --json; prunelab <command> --help lists its flags.
 --model defaults to ${DEFAULT_MODEL} (the embedded model).`;
 }
 
@@ -52,7 +53,15 @@ export async function main(
       return 0;
     }
     const flags = parseFlags(command, rest, COMMANDS);
-    await command.run(flags, { json: flags.has('json'), print, warn });
+    // Every --json object that ran a model carries its memory report (DESIGN.md), added here once.
+    const printJson = (text: string) => {
+      const model = openedModels.at(-1);
+      if (!model || !text.startsWith('{')) return print(text);
+      const object = JSON.parse(text) as Record<string, unknown>;
+      print(JSON.stringify({ ...object, memory: object.memory ?? model.memoryReport() }));
+    };
+    openedModels.length = 0;
+    await command.run(flags, { json: flags.has('json'), print: flags.has('json') ? printJson : print, warn });
     return 0;
   } catch (e) {
     printError(`prunelab: ${describeError(e)}`);
