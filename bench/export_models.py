@@ -17,6 +17,17 @@ import torch  # noqa: E402
 
 import export_onnx  # noqa: E402
 
+# torch ≥ 2.9 exports through dynamo by default, which rejects export_onnx.py's dynamic_axes: ask for the
+# TorchScript exporter that Debian's torch 1.13 always used (a venv's newer torch then works too).
+if "dynamo" in torch.onnx.export.__code__.co_varnames:
+    _export = torch.onnx.export
+
+    def _legacy_export(*args, **kwargs):
+        kwargs.setdefault("dynamo", False)
+        return _export(*args, **kwargs)
+
+    torch.onnx.export = _legacy_export
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     mode, what, out = sys.argv[1:4]
