@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BackendDecision, chooseDefaultBackend } from '../src/engine/backend-choice.ts';
 import { PruneLabError } from '../src/engine/errors.ts';
-import { checkSequenceLength, checkTextLength, type Finding } from '../src/engine/limits.ts';
+import { checkRemovalLeavesBlock, checkSequenceLength, checkTextLength, type Finding } from '../src/engine/limits.ts';
 import { BACKEND_KINDS, type BackendKind, Model } from '../src/engine/model.ts';
 import { makePlan, type Plan, type Removal } from '../src/engine/plan.ts';
 import { directorySource, hubSource, looksLikeHubId, type ModelSource } from '../src/engine/sources.ts';
@@ -229,7 +229,8 @@ export function removalFrom(flags: Flags): Required<Removal> & { blocks: number[
 /** The plan for a removal set, refusing one that leaves no block to run. */
 export function removalPlan(layers: number, removal: Removal): Plan {
   const plan = makePlan(layers, removal);
-  if (plan.blocks.length === 0) throw new PruneLabError(`--remove lists all ${layers} blocks; at least one block must remain`);
+  const nothingLeft = checkRemovalLeavesBlock(layers, layers - plan.blocks.length);
+  if (nothingLeft) throw new PruneLabError(`--remove: ${nothingLeft.message}`);
   return plan;
 }
 

@@ -86,3 +86,8 @@ export function contextStop(promptTokens: number, generated: number, maxNewToken
   if (generated >= maxNewTokens || generated < room) return null;
   return `stopped at the model's context of ${spec.maxPositions} tokens (prompt ${promptTokens} + ${generated} new)`;
 }
+
+/** A removal set must leave a block to run: with none, "the pruned model" is the embedding and the head alone. */
+export function checkRemovalLeavesBlock(layers: number, removedBlocks: number): Finding | null {
+  return removedBlocks >= layers ? { level: 'error', message: `all ${layers} blocks are removed; at least one block must remain` } : null;
+}

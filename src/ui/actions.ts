@@ -5,7 +5,7 @@
  */
 import { type BlockScore, lowestBlocks, type Metric } from '../analysis/influence.ts';
 import { type Bootstrap, intervalsInfo, type Refusal } from '../analysis/uncertainty.ts';
-import { contextStop } from '../engine/limits.ts';
+import { checkRemovalLeavesBlock, contextStop } from '../engine/limits.ts';
 import type { LoadProgress, ModelInfo, ModelSourceSpec, RemovalSet, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
 import { engine, proxy } from './engine-client.ts';
 import {
@@ -248,6 +248,12 @@ async function runGeneration(side: 'original' | 'pruned', removal: RemovalSet, r
   const write = (patch: Partial<OutputState>) => {
     if (isCurrent()) lab[side] = { ...lab[side], ...patch };
   };
+  const nothingLeft = lab.model ? checkRemovalLeavesBlock(lab.model.blocks, removal.blocks.length) : null;
+  if (nothingLeft) {
+    // Finished: the answer is the message (and the perplexity that follows says the same).
+    write({ text: '', count: 0, tokensPerSecond: null, busy: false, error: nothingLeft.message, removalKey, note: null, next: [] });
+    return isCurrent();
+  }
   write({ text: '', count: 0, tokensPerSecond: null, busy: true, error: null, removalKey, note: null });
   const { prompt, settings } = lab.compared;
   const [generation, next] = await Promise.all([
@@ -280,6 +286,11 @@ async function runPerplexity(side: 'original' | 'pruned', removal: RemovalSet, r
   if (side === 'pruned' && removalKey === none && lab.pplOriginal.result && lab.pplOriginal.removalKey === none) {
     // Nothing cut: the pruned model is the original, same computation, same number.
     write({ result: lab.pplOriginal.result, busy: false, error: null, removalKey });
+    return;
+  }
+  const nothingLeft = lab.model ? checkRemovalLeavesBlock(lab.model.blocks, removal.blocks.length) : null;
+  if (nothingLeft) {
+    write({ result: null, busy: false, error: nothingLeft.message, removalKey });
     return;
   }
   write({ busy: true, error: null, removalKey });

@@ -178,4 +178,25 @@ export const checks = [
       assert.deepEqual(pageErrors, []);
     },
   },
+  {
+    name: 'inputs: cutting every block leaves nothing to compare, and the pruned side says so instead of computing',
+    timeout: 60_000,
+    async run({ page, pageErrors, screenshotDir }) {
+      await page
+        .getByTestId('reset-cuts')
+        .click()
+        .catch(() => {});
+      const cells = page.getByTestId('block-cell');
+      const count = await cells.count();
+      for (let i = 0; i < count; i++) await cells.nth(i).click();
+      await page.waitForSelector('[data-testid=error-pruned]', { timeout: 10_000 });
+      assert.match(await text(page, 'error-pruned'), new RegExp(`all ${count} blocks are removed; at least one block must remain`));
+      assert.match(await text(page, 'ppl-pruned'), /at least one block must remain/);
+      assert.equal(await page.getByTestId('ppl-pruned').getAttribute('data-ppl'), null, 'no perplexity claimed');
+      await shot(page, screenshotDir, 'all-blocks-cut', 'output-pruned');
+      await page.getByTestId('reset-cuts').click();
+      await page.waitForSelector('[data-testid=error-pruned]', { state: 'detached', timeout: 10_000 });
+      assert.deepEqual(pageErrors, []);
+    },
+  },
 ];

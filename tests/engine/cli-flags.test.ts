@@ -111,7 +111,7 @@ const REFUSED: [string[], RegExp][] = [
   [[...pplIds, '--remove', 'three'], /--remove must be comma-separated block indices .*got "three"/],
   [[...pplIds, '--remove', '4'], /block 4 does not exist \(the model has blocks 0\.\.3\)/],
   [[...pplIds, '--remove', '99999999999999999999'], /--remove must be comma-separated|block .* does not exist/],
-  [[...pplIds, '--remove', '0,1,2,3'], /--remove lists all 4 blocks; at least one block must remain/],
+  [[...pplIds, '--remove', '0,1,2,3'], /--remove: all 4 blocks are removed; at least one block must remain/],
   [[...pplIds, '--remove', '1', '--remove-attention', '1'], /block 1 is in both --remove and --remove-attention/],
   [[...pplIds, '--remove-mlp', '3,3'], /--remove-mlp lists block 3 twice/],
   [[...pplIds, '--remove-attention', '7'], /block 7 does not exist/],
