@@ -102,6 +102,8 @@ const REFUSED: [string[], RegExp][] = [
   [['score', ...model, '--ids', tempFile('vocab.json', '[[1, 320]]')], /token id 320 in sequence 0 is outside the vocabulary \(0\.\.319\)/],
   [['score', ...model, '--ids', tempFile('bad.json', '[[1, 2]')], /bad\.json: cannot read token ids/],
   [['score', ...model, '--ids', join(dir, 'absent.json')], /absent\.json: cannot read token ids/],
+  [['score', ...model, '--text', join(dir, 'absent.txt')], /file .*absent\.txt: cannot read/],
+  [['score', ...model, '--text', ids, '--max-sequences', '2.5'], /--max-sequences must be an integer ≥ 1, got "2\.5"/],
   // removal sets
   [[...pplIds, '--remove', '2,2'], /--remove lists block 2 twice/],
   [[...pplIds, '--remove', '1,,2'], /--remove must be comma-separated block indices .*got "" in "1,,2"/],
