@@ -59,7 +59,7 @@ export async function teardown({ contexts }) {
 
 export const checks = [
   {
-    name: 'hand-off: the transformers script and the mergekit config carry the cut (blocks 3, 5, 7 of 12)',
+    name: 'teach: hand-off: the transformers script and the mergekit config carry the cut (blocks 3, 5, 7 of 12)',
     timeout: 60_000,
     async run({ main, screenshotDir }) {
       const { page } = main;
@@ -87,7 +87,46 @@ export const checks = [
     },
   },
   {
-    name: 'hand-off: no uncaught errors in the pages',
+    name: 'teach: phone: a shared link at 390×844 shows the chart and the comparison in one column, nothing wider than the screen',
+    timeout: 90_000,
+    async run({ browser, main, contexts, shared, backend, screenshotDir }) {
+      const { page } = main;
+      await page.getByTestId('score-button').click();
+      await page.waitForSelector('[data-testid=score-controls][data-state=done]', { timeout: 40_000 });
+      await page.getByTestId('copy-link').click();
+      shared.link = await page.getByTestId('share-link').inputValue();
+      const phone = await newPage(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+      contexts.push(phone.context);
+      await phone.context.addInitScript(() => localStorage.setItem('prunelab.tour.seen', '1'));
+      const url = new URL(shared.link);
+      url.searchParams.set('backend', backend);
+      await phone.page.goto(url.href);
+      await phone.page.waitForFunction(() => document.querySelectorAll('[data-testid=bar][data-bi]').length === 12, null, { timeout: 20_000 });
+      await waitModel(phone.page);
+      await phone.page.waitForFunction(() => document.querySelector('[data-testid=ppl-pruned]')?.hasAttribute('data-ppl'), null, { timeout: 60_000 });
+      const layout = await phone.page.evaluate(() => {
+        const box = (id) => document.querySelector(`[data-testid=${id}]`)?.getBoundingClientRect();
+        const chart = box('influence-chart');
+        const compare = box('compare-panel');
+        return { scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth, chart, compare };
+      });
+      assert.equal(layout.scrollWidth, layout.clientWidth, 'the page is not wider than the phone');
+      for (const [name, r] of [
+        ['chart', layout.chart],
+        ['compare panel', layout.compare],
+      ]) {
+        assert.ok(r && r.left >= 0 && r.right <= layout.clientWidth && r.width > 300, `${name} fits the screen width (${JSON.stringify(r)})`);
+      }
+      assert.ok(layout.compare.top > layout.chart.bottom, 'one column: the comparison comes below the chart');
+      await phone.page.screenshot({ path: join(screenshotDir, 'phone-390x844-chart.png') });
+      await phone.page.locator('[data-testid=ppl-pruned]').scrollIntoViewIfNeeded();
+      await phone.page.screenshot({ path: join(screenshotDir, 'phone-390x844-compare.png') });
+      assert.deepEqual(phone.pageErrors, []);
+      await phone.context.close();
+    },
+  },
+  {
+    name: 'teach: hand-off: no uncaught errors in the pages',
     async run({ pageErrors }) {
       assert.deepEqual(pageErrors, []);
     },
