@@ -2,13 +2,22 @@
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { defineConfig } from 'vite';
 
+/**
+ * Cross-origin isolation: without it browsers withhold SharedArrayBuffer, and onnxruntime-web (the CPU
+ * backend's kernels) runs on one WebAssembly thread. Any static host of dist/ should send the same two
+ * headers (tests/browser/serve.mjs does); cross-origin fetches (the Hugging Face hub) are CORS requests,
+ * which require-corp allows.
+ */
+const isolation = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
+
 export default defineConfig({
   plugins: [svelte()],
   // No SPA fallback: a missing file must be a 404 (the model loader probes optional files such as
   // model.safetensors.index.json), not index.html with status 200.
   appType: 'mpa',
   worker: { format: 'es' },
-  server: { host: '127.0.0.1' },
+  server: { host: '127.0.0.1', headers: isolation },
+  preview: { headers: isolation },
   test: {
     include: ['tests/unit/**/*.test.ts', 'tests/engine/**/*.test.ts', 'tests/webgpu/**/*.test.ts'],
     testTimeout: 60_000,

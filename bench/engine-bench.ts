@@ -11,7 +11,7 @@
  */
 import type { Backend, ForwardRequest } from '../src/engine/backend.ts';
 import { type Checkpoint, loadCheckpoint } from '../src/engine/checkpoint.ts';
-import { createBackend } from '../src/engine/model.ts';
+import { type BackendKind, createBackend } from '../src/engine/model.ts';
 import { makePlan, type Plan, withCapture } from '../src/engine/plan.ts';
 import { argmax } from '../src/engine/sampling.ts';
 import type { ModelSource } from '../src/engine/sources.ts';
@@ -20,7 +20,7 @@ import type { GpuMeter } from './gpu-meter.ts';
 export type Section = 'throughput' | 'scoring' | 'toggle' | 'pruned' | 'memory';
 
 export interface EngineBenchConfig {
-  backend: 'cpu' | 'webgpu';
+  backend: BackendKind;
   sections: Section[];
   /** Prompt tokens for prefill and decode steps after it (D decode steps = D + 1 generated tokens). */
   prompt: number;
@@ -143,7 +143,7 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
     const { createWebGpuBackend } = await import('../src/engine/webgpu/backend.ts');
     backend = await createWebGpuBackend(checkpoint.spec, checkpoint.weights, { gpu: context.gpu });
   } else {
-    backend = await createBackend('cpu', checkpoint);
+    backend = await createBackend(config.backend, checkpoint);
   }
   const createMs = now() - t;
   const spec = checkpoint.spec;

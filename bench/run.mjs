@@ -22,8 +22,9 @@ const ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 const HELP = `npm run bench [-- options]
   --quick                 embedded model only, small counts (a few minutes)
   --models a,b            embedded, smollm2-135m, qwen2.5-0.5b (default: all three; --quick: embedded)
-  --runtimes a,b          ours-webgpu-node, ours-webgpu-chromium, ours-cpu-node,
-                          tjs-webgpu-chromium, tjs-wasm-chromium, tjs-cpu-node (default: all)
+  --runtimes a,b          ours-webgpu-node, ours-webgpu-chromium, ours-cpu-node, ours-cpu-chromium,
+                          ours-cpu-reference-node, tjs-webgpu-chromium, tjs-wasm-chromium, tjs-cpu-node
+                          (default: all)
   --all                   also run Qwen2.5-0.5B on our WebGPU backend in Chromium (skipped by default
                           for time)
   --prompt N --decode N   embedded model: prompt tokens / decode steps (default 32 / 16; --quick 16 / 4)
@@ -32,6 +33,7 @@ const HELP = `npm run bench [-- options]
   --timeout S             seconds allowed per run (default 900)
   --no-export             do not create missing model folders (their rows say so)
   --chrome PATH           Chromium binary (default $CHROME_PATH or /usr/bin/chromium)
+  --python PATH           Python with torch for the model exports (default $BENCH_PYTHON or /usr/bin/python3)
 Environment: BENCH_ARGS is read as extra flags.`;
 
 function parseFlags(argv) {
@@ -55,11 +57,22 @@ const quick = !!flags.quick;
 const timeoutMs = int(flags.timeout, 900) * 1000;
 const chromePath = flags.chrome ?? process.env.CHROME_PATH ?? '/usr/bin/chromium';
 
-const ALL_RUNTIMES = ['ours-webgpu-node', 'ours-webgpu-chromium', 'ours-cpu-node', 'tjs-webgpu-chromium', 'tjs-wasm-chromium', 'tjs-cpu-node'];
+const ALL_RUNTIMES = [
+  'ours-webgpu-node',
+  'ours-webgpu-chromium',
+  'ours-cpu-node',
+  'ours-cpu-chromium',
+  'ours-cpu-reference-node',
+  'tjs-webgpu-chromium',
+  'tjs-wasm-chromium',
+  'tjs-cpu-node',
+];
 const RUNTIME_TITLES = {
   'ours-webgpu-node': 'PruneLab WebGPU, Node (Dawn)',
   'ours-webgpu-chromium': 'PruneLab WebGPU, Chromium',
-  'ours-cpu-node': 'PruneLab CPU reference, Node',
+  'ours-cpu-node': 'PruneLab CPU (onnxruntime-node), Node',
+  'ours-cpu-chromium': 'PruneLab CPU (onnxruntime-web wasm), Chromium',
+  'ours-cpu-reference-node': 'PruneLab CPU reference (TypeScript), Node',
   'tjs-webgpu-chromium': 'transformers.js WebGPU EP, Chromium',
   'tjs-wasm-chromium': 'transformers.js wasm, Chromium',
   'tjs-cpu-node': 'transformers.js onnxruntime-node CPU',
@@ -118,6 +131,8 @@ const MODELS = {
       'ours-webgpu-node': ALL_SECTIONS,
       'ours-webgpu-chromium': ALL_SECTIONS,
       'ours-cpu-node': ['throughput', 'scoring', 'toggle', 'pruned'],
+      'ours-cpu-chromium': ['throughput', 'scoring'],
+      'ours-cpu-reference-node': ['throughput', 'scoring'],
       'tjs-webgpu-chromium': ['throughput'],
       'tjs-wasm-chromium': ['throughput'],
       'tjs-cpu-node': ['throughput'],
@@ -134,11 +149,13 @@ const MODELS = {
       'ours-webgpu-node': ALL_SECTIONS,
       'ours-webgpu-chromium': ['throughput'],
       'ours-cpu-node': ['throughput', 'scoring', 'pruned'],
+      'ours-cpu-chromium': ['throughput'],
+      'ours-cpu-reference-node': ['throughput'],
       'tjs-webgpu-chromium': ['throughput'],
       'tjs-wasm-chromium': ['throughput'],
       'tjs-cpu-node': ['throughput'],
     },
-    // the CPU reference is fast enough for more samples (does not change the throughput counts)
+    // the fast CPU backend affords more samples (does not change the throughput counts)
     sizeOverrides: {
       'ours-cpu-node': { scoreReps: 2, prunedRounds: 2, prunedSteps: 2, prunedPrompt: 4 },
       'ours-webgpu-node': { scoreReps: 2, prunedRounds: 2, prunedSteps: 1 },
@@ -159,6 +176,8 @@ const MODELS = {
       'ours-webgpu-node': ['throughput', 'memory'],
       'ours-webgpu-chromium': flags.all ? ['throughput', 'memory'] : null,
       'ours-cpu-node': ['throughput'],
+      'ours-cpu-chromium': null,
+      'ours-cpu-reference-node': null,
       'tjs-webgpu-chromium': null,
       'tjs-wasm-chromium': null,
       'tjs-cpu-node': null,
@@ -171,6 +190,8 @@ const MODELS = {
     rowTimeout: { 'ours-webgpu-node': 600 },
     skipReason: {
       'ours-webgpu-chromium': 'time budget: same kernels as the Node WebGPU row, plus a ~1 GB fetch and upload in the page (run with --all)',
+      'ours-cpu-reference-node': 'time budget: the TypeScript reference takes minutes per step at this size (the fast CPU row is the one to compare)',
+      'ours-cpu-chromium': 'time budget, and ~2.4 GB of f32 weights in the page (no transformers.js row to compare with either)',
       'tjs-webgpu-chromium':
         'time budget: no ONNX export made — the fp32 export is ~2.5 GB (tied head stored twice) and transformers.js WebGPU on SwiftShader already takes ~10–18 s per decode step on the 135M shape (~3.7× fewer weights; see its row)',
       'tjs-wasm-chromium': 'no ONNX export made (~2.5 GB fp32; time budget, see the WebGPU row); the page would also have to hold 2.5 GB of wasm memory',
@@ -215,7 +236,8 @@ function fileDigest(path) {
   return h.digest('hex').slice(0, 16);
 }
 
-const python = '/usr/bin/python3';
+// torch for the exports: --python, $BENCH_PYTHON, else Debian's python3 (python3-torch)
+const python = flags.python ?? process.env.BENCH_PYTHON ?? '/usr/bin/python3';
 
 /** Makes the model folders a model needs; returns { engine: reason|null, onnx: reason|null }. */
 async function prepareModel(name) {
@@ -223,7 +245,7 @@ async function prepareModel(name) {
   const missing = { engine: null, onnx: null };
   const stamp = (dir) => join(dir, '.bench-source.json');
   const haveOnnx = (dir) => existsSync(join(dir, 'onnx', 'model.onnx'));
-  const exportHint = `needs ${python} with torch (Debian python3-torch) to export`;
+  const exportHint = `needs ${python} with torch (Debian python3-torch, or --python / $BENCH_PYTHON) to export`;
   if (m.prepare === 'onnx') {
     if (!existsSync(join(m.engineDir, 'model.safetensors'))) missing.engine = `no model at ${relative(root, m.engineDir)}`;
     if (missing.engine) {
@@ -358,8 +380,8 @@ async function main() {
         const config = { sections, ...run.sizes };
         const rowTimeoutMs = Math.min(timeoutMs, (m.rowTimeout?.[runtime] ?? Number.POSITIVE_INFINITY) * 1000);
         try {
-          if (runtime === 'ours-webgpu-node' || runtime === 'ours-cpu-node') {
-            const backend = runtime === 'ours-cpu-node' ? 'cpu' : 'webgpu';
+          if (runtime === 'ours-webgpu-node' || runtime === 'ours-cpu-node' || runtime === 'ours-cpu-reference-node') {
+            const backend = { 'ours-webgpu-node': 'webgpu', 'ours-cpu-node': 'cpu', 'ours-cpu-reference-node': 'cpu-reference' }[runtime];
             const r = await runProcess(process.execPath, ['--import', 'tsx', join(bench, 'node-engine.ts'), JSON.stringify({ dir: m.engineDir, config: { ...config, backend } })], {
               env: backend === 'webgpu' ? nodeGpuEnv : {},
               timeout: rowTimeoutMs,
@@ -385,8 +407,9 @@ async function main() {
               results.meta.chromium = browser.version();
             }
             const { runInPage } = await import('./chromium.mjs');
-            if (runtime === 'ours-webgpu-chromium') {
-              run.result = await runInPage(browser, `${server.url}/engine.html`, 'runEngineBench', [name, { ...config, backend: 'webgpu' }], { timeoutMs: rowTimeoutMs, log });
+            if (runtime === 'ours-webgpu-chromium' || runtime === 'ours-cpu-chromium') {
+              const backend = runtime === 'ours-cpu-chromium' ? 'cpu' : 'webgpu';
+              run.result = await runInPage(browser, `${server.url}/engine.html`, 'runEngineBench', [name, { ...config, backend }], { timeoutMs: rowTimeoutMs, log });
             } else {
               const vocab = JSON.parse(readFileSync(join(m.onnxDir, 'config.json'), 'utf8')).vocab_size;
               const device = runtime === 'tjs-webgpu-chromium' ? 'webgpu' : 'wasm';

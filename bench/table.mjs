@@ -1,9 +1,16 @@
 // Renders bench results (run.mjs's JSON) as the markdown table in bench/results/table.md. Every row has
 // a measured figure or says why there is none.
 
-const OURS = ['ours-webgpu-node', 'ours-webgpu-chromium', 'ours-cpu-node'];
-const PEER = { 'ours-webgpu-node': 'tjs-webgpu-chromium', 'ours-webgpu-chromium': 'tjs-webgpu-chromium', 'ours-cpu-node': 'tjs-cpu-node' };
-const PEER_SHORT = { 'tjs-webgpu-chromium': 'tjs WebGPU', 'tjs-cpu-node': 'tjs CPU' };
+const OURS = ['ours-webgpu-node', 'ours-webgpu-chromium', 'ours-cpu-node', 'ours-cpu-chromium', 'ours-cpu-reference-node'];
+const PEER = {
+  'ours-webgpu-node': 'tjs-webgpu-chromium',
+  'ours-webgpu-chromium': 'tjs-webgpu-chromium',
+  'ours-cpu-node': 'tjs-cpu-node',
+  'ours-cpu-chromium': 'tjs-wasm-chromium',
+  'ours-cpu-reference-node': 'tjs-cpu-node',
+};
+const PEER_SHORT = { 'tjs-webgpu-chromium': 'tjs WebGPU', 'tjs-cpu-node': 'tjs CPU', 'tjs-wasm-chromium': 'tjs wasm' };
+const CPU_ROWS = new Set(['ours-cpu-node', 'ours-cpu-chromium', 'ours-cpu-reference-node']);
 
 const WARMUP = { full: 'one full untimed run', prompt: 'the same prompt + 1 step', short: 'a 4-token prompt + 2 steps', minimal: 'a 2-token prompt + 1 step' };
 const fmt = (x, digits = 1) => {
@@ -24,7 +31,7 @@ const median = (xs) => {
 function sectionReason(run, section) {
   if (run.skipped) return `not run: ${run.skipped}`;
   if (run.result?.error) return `failed: ${run.result.error}`;
-  if (section === 'memory' && run.runtime === 'ours-cpu-node') return 'n/a: the CPU backend holds its weights in host memory (no GPU)';
+  if (section === 'memory' && CPU_ROWS.has(run.runtime)) return 'n/a: the CPU backend holds its weights in host memory (no GPU)';
   if (!run.sections?.includes(section))
     return `not run for this shape: ${run.sectionReason ?? 'time budget on the software adapter'} (measured here: ${run.sections?.join(', ') || 'nothing'})`;
   return 'no result';
@@ -83,7 +90,8 @@ export function renderTable(results, { RUNTIME_TITLES }) {
   out.push('| model | runtime | prompt / decode | prefill tok/s | decode tok/s | vs peer: prefill / decode | greedy tokens = CPU ref | notes |');
   out.push('|---|---|---|---|---|---|---|---|');
   for (const [model, list] of byModel) {
-    const ref = find(model, 'ours-cpu-node')?.result?.throughput?.tokens;
+    // greedy tokens of the oracle (or of the fast CPU backend where the oracle did not run)
+    const ref = (find(model, 'ours-cpu-reference-node')?.result ?? find(model, 'ours-cpu-node')?.result)?.throughput?.tokens;
     for (const run of list) {
       const th = run.result?.throughput;
       const sizes = `${run.sizes.prompt} / ${run.sizes.decode}`;
@@ -106,6 +114,7 @@ export function renderTable(results, { RUNTIME_TITLES }) {
       notes.push(`prefill ${fmt(median(th.prefillMs), 1)} ms, decode ${fmt(median(th.decodeStepMs), 1)} ms/token`);
       if (th.dispatchesPerDecodeStep) notes.push(`${th.dispatchesPerDecodeStep} dispatches per decode step`);
       if (run.result.wasmThreads) notes.push(`${run.result.wasmThreads} wasm thread(s)`);
+      if (CPU_ROWS.has(run.runtime) && run.result.device) notes.push(run.result.device);
       if (run.loadAverage1m !== undefined) notes.push(`1-min load avg ${run.loadAverage1m}`);
       out.push(`| ${model} | ${title(run.runtime)} | ${sizes} | ${fmt(th.prefillTokS)} | ${fmt(th.decodeTokS)} | ${ratio} | ${same} | ${notes.join('; ')} |`);
     }

@@ -23,7 +23,7 @@ export type ModelSourceSpec =
   | { kind: 'hub'; id: string; expectedBytes?: number }
   | { kind: 'files'; files: File[]; label?: string };
 
-/** `auto`: WebGPU when the browser and the engine can, else the CPU backend with the reason shown. */
+/** `auto`: WebGPU on a hardware adapter, else the fast CPU backend (backend-choice.ts), with the reason shown. */
 export type BackendChoice = 'auto' | 'cpu' | 'webgpu';
 
 /** Calibration / evaluation text: a file under public/calibration/ or text the user gave. */
@@ -60,8 +60,12 @@ export interface ModelInfo {
   backend: {
     kind: 'cpu' | 'webgpu';
     description: string;
-    /** Why `auto` (or `webgpu`) ended on the CPU backend; null when it did not. */
+    /** Why this backend: the `auto` rule's reason, or "chosen in the settings". */
+    reason: string;
+    /** Why `auto` ended on the CPU backend after WebGPU failed to start; null when it did not. */
     fallbackReason: string | null;
+    /** Why the CPU kernels run single-threaded (no cross-origin isolation); null when threaded or on WebGPU. */
+    threadNote: string | null;
     weightBytes: number;
   };
   loadMs: number;

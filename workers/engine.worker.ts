@@ -10,7 +10,9 @@ import { blockScores } from '../src/analysis/influence.ts';
 import { bootstrapScores } from '../src/analysis/uncertainty.ts';
 import { blockParameters } from '../src/analysis/parameters.ts';
 import type { Backend, BlockStatSums } from '../src/engine/backend.ts';
+import { chooseDefaultBackend } from '../src/engine/backend-choice.ts';
 import { type Checkpoint, loadCheckpoint } from '../src/engine/checkpoint.ts';
+import { browserThreadLimit } from '../src/engine/cpu/threads.ts';
 import { describeError, PruneLabError } from '../src/engine/errors.ts';
 import { assertFiniteScores, assertFiniteWeights } from '../src/engine/finite.ts';
 import { checkPrompt } from '../src/engine/limits.ts';
@@ -149,19 +151,35 @@ function resolveSource(spec: ModelSourceSpec): { source: ModelSource; name: stri
   }
 }
 
-async function openBackend(checkpoint: Checkpoint, choice: BackendChoice): Promise<{ backend: Backend; fallbackReason: string | null }> {
-  if (choice === 'cpu') return { backend: await createBackend('cpu', checkpoint), fallbackReason: null };
-  let reason: string;
-  if (!('gpu' in navigator) || !navigator.gpu) reason = 'this browser exposes no WebGPU (navigator.gpu is missing)';
-  else {
+interface OpenedBackend {
+  backend: Backend;
+  /** Why this backend (the status bar shows it). */
+  reason: string;
+  /** Set when `auto` chose WebGPU but it failed to start, so the CPU backend runs instead. */
+  fallbackReason: string | null;
+}
+
+/** `auto` follows the CLI's rule (backend-choice.ts): WebGPU on a hardware adapter, else the fast CPU backend. */
+async function openBackend(checkpoint: Checkpoint, choice: BackendChoice): Promise<OpenedBackend> {
+  if (choice === 'cpu') return { backend: await createBackend('cpu', checkpoint), reason: 'chosen in the settings', fallbackReason: null };
+  if (choice === 'webgpu') {
+    if (!('gpu' in navigator) || !navigator.gpu)
+      throw new PruneLabError('the WebGPU backend could not start: this browser exposes no WebGPU (navigator.gpu is missing)', { field: 'backend' });
     try {
-      return { backend: await createBackend('webgpu', checkpoint), fallbackReason: null };
+      return { backend: await createBackend('webgpu', checkpoint), reason: 'chosen in the settings', fallbackReason: null };
     } catch (e) {
-      reason = describeError(e);
+      throw new PruneLabError(`the WebGPU backend could not start: ${describeError(e)}`, { field: 'backend' });
     }
   }
-  if (choice === 'webgpu') throw new PruneLabError(`the WebGPU backend could not start: ${reason}`, { field: 'backend' });
-  return { backend: await createBackend('cpu', checkpoint), fallbackReason: reason };
+  const gpu = 'gpu' in navigator ? navigator.gpu : null;
+  const decision = await chooseDefaultBackend(gpu, 'this browser exposes no WebGPU (navigator.gpu is missing)');
+  if (decision.kind === 'cpu') return { backend: await createBackend('cpu', checkpoint), reason: `auto: ${decision.reason}`, fallbackReason: null };
+  try {
+    return { backend: await createBackend('webgpu', checkpoint), reason: `auto: ${decision.reason}`, fallbackReason: null };
+  } catch (e) {
+    const why = describeError(e);
+    return { backend: await createBackend('cpu', checkpoint), reason: `auto: WebGPU failed to start (${why})`, fallbackReason: why };
+  }
 }
 
 async function textOf(spec: TextSourceSpec, signal?: AbortSignal): Promise<string> {
@@ -190,7 +208,7 @@ async function idsOf(model: Model, spec: TextSourceSpec, signal?: AbortSignal): 
   return ids;
 }
 
-function describeModel(model: Model, name: string, fallbackReason: string | null, loadMs: number): ModelInfo {
+function describeModel(model: Model, name: string, opened: Omit<OpenedBackend, 'backend'>, loadMs: number): ModelInfo {
   const { spec, checkpoint, backend } = model;
   return {
     name,
@@ -205,7 +223,14 @@ function describeModel(model: Model, name: string, fallbackReason: string | null
     dtypes: checkpoint.dtypes,
     blockParameters: blockParameters(checkpoint.weights.blocks),
     hasTokenizer: model.tokenizer !== null,
-    backend: { kind: backend.info.kind, description: backend.info.description, fallbackReason, weightBytes: backend.info.weightBytes },
+    backend: {
+      kind: backend.info.kind,
+      description: backend.info.description,
+      reason: opened.reason,
+      fallbackReason: opened.fallbackReason,
+      threadNote: backend.info.kind === 'cpu' ? browserThreadLimit() : null,
+      weightBytes: backend.info.weightBytes,
+    },
     loadMs,
   };
 }
@@ -228,7 +253,7 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
       assertFiniteWeights(checkpoint.weights);
       const weightBytes = checkpoint.files.reduce((a, f) => a + [...f.tensors.values()].reduce((b, t) => b + t.bytes.byteLength, 0), 0);
       notify(onProgress, { phase: 'backend', loadedBytes: weightBytes, totalBytes: weightBytes, file: '' });
-      const { backend, fallbackReason } = await openBackend(checkpoint, backendChoice);
+      const { backend, ...opened } = await openBackend(checkpoint, backendChoice);
       if (signal.aborted) {
         backend.dispose();
         throw new DOMException('cancelled', 'AbortError');
@@ -238,7 +263,7 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
       current?.model.dispose();
       tokenized.clear();
       const model = new Model(checkpoint, backend);
-      const info = describeModel(model, name, fallbackReason, performance.now() - start);
+      const info = describeModel(model, name, opened, performance.now() - start);
       current = { model, info };
       return info;
     });

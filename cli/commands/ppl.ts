@@ -11,15 +11,22 @@ export const ppl: Command = {
   async run(flags, out) {
     const removal = removalFrom(flags);
     const input = sequenceInput(flags, READ_EVAL);
+    const loadStart = performance.now();
     const model = await openModel(flags, out.warn);
+    const loadSeconds = (performance.now() - loadStart) / 1000;
     try {
       const plan = removalPlan(model.spec.layers, removal);
       const sequences = await readSequences(input, model, out.warn);
+      const runStart = performance.now();
+      const cpuStart = process.cpuUsage();
       const result = await model.perplexity(sequences, plan);
+      // The forwards alone (load excluded), so scripts can compare engines; CPU time counts every thread.
+      const cpu = process.cpuUsage(cpuStart);
+      const timing = { loadSeconds, runSeconds: (performance.now() - runStart) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, backend: model.backend.info.description };
       if (!Number.isFinite(result.ppl)) throw new PruneLabError(`the perplexity is not finite (mean NLL ${result.nll}): the logits overflowed to Inf/NaN`);
       const removed = [...removal.blocks].sort((a, b) => a - b);
       if (out.json) {
-        const extra: Record<string, number[]> = {};
+        const extra: Record<string, unknown> = { timing };
         if (removal.attention.length) extra.removedAttention = [...removal.attention];
         if (removal.mlp.length) extra.removedMlp = [...removal.mlp];
         out.print(JSON.stringify({ ppl: result.ppl, nll: result.nll, tokens: result.tokens, removed, ...extra }));
