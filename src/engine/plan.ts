@@ -46,6 +46,14 @@ export function removalKey(removal: Removal): string {
   return `b${r.blocks.join(',')}|a${r.attention.join(',')}|m${r.mlp.join(',')}`;
 }
 
+/** The removal set a key names, or null for anything that is not a key. */
+export function parseRemovalKey(key: string): RemovalSet | null {
+  const m = /^b([\d,]*)\|a([\d,]*)\|m([\d,]*)$/.exec(key);
+  if (!m) return null;
+  const list = (s: string) => (s === '' ? [] : s.split(',').map(Number));
+  return normalizeRemoval({ blocks: list(m[1]), attention: list(m[2]), mlp: list(m[3]) });
+}
+
 function checkIndices(layers: number, list: readonly number[], what: string): void {
   for (const i of list) {
     if (!Number.isInteger(i) || i < 0 || i >= layers) {

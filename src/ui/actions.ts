@@ -3,6 +3,7 @@
  * the state. Every job has a fixed id (a new call supersedes the old one in the worker) and a ticket (a
  * late answer from a superseded call is dropped here).
  */
+import { removalKey as keyOfRemoval } from '../engine/plan.ts';
 import { type BlockScore, lowestBlocks, type Metric } from '../analysis/influence.ts';
 import { type Bootstrap, intervalsInfo, type Refusal } from '../analysis/uncertainty.ts';
 import { checkRemovalLeavesBlock, contextStop } from '../engine/limits.ts';
@@ -282,7 +283,7 @@ async function runPerplexity(side: 'original' | 'pruned', removal: RemovalSet, r
   const write = (patch: Partial<PerplexityState>) => {
     if (isCurrent()) lab[key] = { ...lab[key], ...patch };
   };
-  const none = JSON.stringify(NO_REMOVAL);
+  const none = keyOfRemoval(NO_REMOVAL);
   if (side === 'pruned' && removalKey === none && lab.pplOriginal.result && lab.pplOriginal.removalKey === none) {
     // Nothing cut: the pruned model is the original, same computation, same number.
     write({ result: lab.pplOriginal.result, busy: false, error: null, removalKey });
@@ -312,7 +313,7 @@ export async function refreshOriginal(): Promise<void> {
   lab.compared = { prompt: lab.prompt, settings: { ...lab.settings } };
   const removal = currentRemoval();
   const removalKey = lab.removalKey;
-  const none = JSON.stringify(NO_REMOVAL);
+  const none = keyOfRemoval(NO_REMOVAL);
   const [originalDone, prunedDone] = await Promise.all([runGeneration('original', NO_REMOVAL, none), runGeneration('pruned', removal, removalKey)]);
   if (originalDone && !lab.pplOriginal.result && !lab.pplOriginal.busy) await runPerplexity('original', NO_REMOVAL, none);
   if (prunedDone && (lab.pplPruned.removalKey !== removalKey || (!lab.pplPruned.result && !lab.pplPruned.busy))) await runPerplexity('pruned', removal, removalKey);

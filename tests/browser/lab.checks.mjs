@@ -12,7 +12,8 @@ const SCORE = { seqLen: 64, maxSequences: 4 };
 const EVAL = { seqLen: 128, maxSequences: 4 };
 const CUT = 1;
 
-const removalKey = (blocks = []) => JSON.stringify({ blocks, attention: [], mlp: [] });
+// The lab's removal key (src/engine/plan.ts removalKey): ascending whole blocks, no halves.
+const removalKey = (blocks = []) => `b${[...blocks].sort((a, b) => a - b).join(',')}|a|m`;
 
 async function cliJson(run, args) {
   const r = await run(process.execPath, ['cli/bin.mjs', ...args, '--json']);

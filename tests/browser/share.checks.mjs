@@ -19,7 +19,8 @@ const TOKENS = 8;
 /** How long the fresh profile's model download is held back, to look at the chart before it arrives. */
 const DOWNLOAD_DELAY_MS = 2500;
 
-const removalKey = (blocks = []) => JSON.stringify({ blocks, attention: [], mlp: [] });
+// The lab's removal key (src/engine/plan.ts removalKey): ascending whole blocks, no halves.
+const removalKey = (blocks = []) => `b${[...blocks].sort((a, b) => a - b).join(',')}|a|m`;
 
 function base64url(text) {
   return Buffer.from(text, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');

@@ -24,7 +24,8 @@ const MC_JSONL = [
   .map((item) => JSON.stringify(item))
   .join('\n');
 
-const removalKey = (blocks = []) => JSON.stringify({ blocks, attention: [], mlp: [] });
+// The lab's removal key (src/engine/plan.ts removalKey): ascending whole blocks, no halves.
+const removalKey = (blocks = []) => `b${[...blocks].sort((a, b) => a - b).join(',')}|a|m`;
 
 async function cliJson(run, args) {
   const r = await run(process.execPath, ['cli/bin.mjs', ...args, '--json']);

@@ -2,6 +2,7 @@
  * What leaves the browser: the pruned checkpoint (built in the worker), the chart's numbers as JSON / CSV,
  * and the influence chart as SVG (computed styles inlined, so it looks the same outside the page) and PNG.
  */
+import { parseRemovalKey } from '../../engine/plan.ts';
 import { lowestBlocks } from '../../analysis/influence.ts';
 import { prunedFolderName } from '../../export/zip.ts';
 import { resultsCsv, resultsJson } from '../../export/results.ts';
@@ -108,7 +109,7 @@ export async function exportHandoff(format: HandoffFormat): Promise<void> {
 
 function resultExtras(): Record<string, unknown> {
   const model = lab.model;
-  const ppl = (side: typeof lab.pplOriginal) => (side.result ? { ...side.result, removal: JSON.parse(side.removalKey || 'null') } : null);
+  const ppl = (side: typeof lab.pplOriginal) => (side.result ? { ...side.result, removal: parseRemovalKey(side.removalKey) } : null);
   return {
     model: model ? { name: model.name, source: model.source, modelType: model.modelType, blocks: model.blocks, parameters: model.parameters, dtypes: model.dtypes } : null,
     scoresFrom: share.fromLink ? 'link' : 'measured',
