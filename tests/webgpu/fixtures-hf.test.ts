@@ -37,6 +37,10 @@ describeGpu('transformers-written checkpoints: WebGPU matches transformers’ ow
     ctx?.device.destroy();
   });
 
+  test('tests/fixtures-hf holds transformers-written checkpoints with goldens', () => {
+    expect(names.length).toBeGreaterThanOrEqual(13);
+  });
+
   for (const name of names) {
     describe(name, () => {
       const golden: Golden = readGolden(name, HF_FIXTURES_DIR);
