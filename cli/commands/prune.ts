@@ -8,7 +8,7 @@ import type { Command } from '../args.ts';
 import { COMMON_FLAGS, modelFlag, openModel, removalFrom, removalPlan } from '../common.ts';
 
 /** Writing into a folder that holds files would mix two checkpoints (or overwrite the source). */
-async function checkEmptyFolder(dest: string): Promise<void> {
+export async function checkEmptyFolder(dest: string): Promise<void> {
   const entries = await readdir(dest).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return [];
     throw new PruneLabError(`--out ${dest} cannot be used (${e.message})`);

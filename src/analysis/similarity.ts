@@ -109,12 +109,12 @@ export interface Window {
 
 /**
  * Gromov et al.: the n-block window whose input and output states are closest in angular distance
- * (smallest start on ties).
+ * (smallest start on ties). `minStart` excludes earlier windows (healing needs a block before the window).
  */
-export function bestWindow(matrix: SimilarityMatrix, n: number): Window {
+export function bestWindow(matrix: SimilarityMatrix, n: number, minStart = 0): Window {
   const blocks = matrix.blocks.length;
-  if (!Number.isInteger(n) || n < 1 || n > blocks) throw new RangeError(`window size ${n} must be 1 … ${blocks}`);
-  let start = 0;
-  for (let l = 1; l + n <= blocks; l++) if (matrix.angular[l][l + n] < matrix.angular[start][start + n]) start = l;
+  if (!Number.isInteger(n) || n < 1 || n > blocks - minStart) throw new RangeError(`window size ${n} must be 1 … ${blocks - minStart}`);
+  let start = minStart;
+  for (let l = minStart + 1; l + n <= blocks; l++) if (matrix.angular[l][l + n] < matrix.angular[start][start + n]) start = l;
   return { start, n, distance: matrix.angular[start][start + n], removed: cellRemoval(matrix, start, start + n) };
 }

@@ -174,6 +174,32 @@ export function encodeF16(values: Float32Array): Uint8Array {
   return out;
 }
 
+/** Encodes float32 values as safetensors BF16 (round to nearest even; NaN stays NaN), for export. */
+export function encodeBF16(values: Float32Array): Uint8Array {
+  const out = new Uint8Array(values.length * 2);
+  const view = new DataView(out.buffer);
+  const u = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < values.length; i++) {
+    const x = u[i];
+    const isNaN = (x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0;
+    view.setUint16(i * 2, isNaN ? (x >>> 16) | 0x40 : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff, true);
+  }
+  return out;
+}
+
+/** Encodes float32 values in a weight dtype (F32, F16, BF16), for export. */
+export function encodeAs(values: Float32Array, dtype: string, where: { file?: string; tensor?: string } = {}): Uint8Array {
+  if (dtype === 'F32') {
+    const out = new Uint8Array(values.length * 4);
+    const view = new DataView(out.buffer);
+    for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i], true);
+    return out;
+  }
+  if (dtype === 'F16') return encodeF16(values);
+  if (dtype === 'BF16') return encodeBF16(values);
+  throw new PruneLabError(`dtype ${dtype} cannot be written as a weight (supported: F32, F16, BF16)`, where);
+}
+
 export interface TensorToWrite {
   name: string;
   dtype: string;

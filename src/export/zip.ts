@@ -5,6 +5,7 @@
  */
 import { zipSync, type Zippable } from 'fflate';
 import { type BlockScore, type Metric, METRICS } from '../analysis/influence.ts';
+import { type SpanHeal, spanLabel } from '../analysis/heal.ts';
 import type { Checkpoint } from '../engine/checkpoint.ts';
 import { PruneLabError } from '../engine/errors.ts';
 import { prunedCheckpointFiles } from './pruned-checkpoint.ts';
@@ -24,13 +25,26 @@ export interface ZipNote {
   folder?: string;
   /** Time stamp of the files and the note (default: now). */
   createdAt?: Date;
+  /** Set when the removed spans were healed (the checkpoint passed in is then the healed one). */
+  heal?: HealNote;
+}
+
+/** What PRUNELAB.md says about a heal (src/analysis/heal.ts). */
+export interface HealNote {
+  spans: readonly SpanHeal[];
+  /** The relative ridge. */
+  ridge: number;
+  /** The calibration data the maps were fitted on, e.g. "moby-dick.txt, 64 × 256 tokens". */
+  calibration: string;
+  /** Perplexities measured when it was made, e.g. on the calibration and a held-out text. */
+  perplexity?: readonly { data: string; original?: number; removed: number; healed: number }[];
 }
 
 /** fflate writes no zip64 records: every offset must fit in 32 bits. */
 const ZIP_LIMIT = 0xffffffff - (1 << 20);
 
-/** "owner/name@rev", "/models/sotu-llama/", "sotu-llama" -> "name-pruned" / "sotu-llama-pruned". */
-export function prunedFolderName(label: string): string {
+/** "owner/name@rev", "/models/sotu-llama/", "sotu-llama" -> "name-pruned" / "sotu-llama-pruned" (or -healed). */
+export function prunedFolderName(label: string, suffix: 'pruned' | 'healed' = 'pruned'): string {
   const base =
     label
       .replace(/[?#].*$/, '')
@@ -42,7 +56,7 @@ export function prunedFolderName(label: string): string {
     .replace(/[^\w.-]+/g, '_')
     .replace(/^[._]+/, '')
     .slice(0, 80);
-  return `${safe || 'model'}-pruned`;
+  return `${safe || 'model'}-${suffix}`;
 }
 
 const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(6) : '—');
@@ -51,10 +65,12 @@ export function prunelabNote(checkpoint: Checkpoint, removed: readonly number[],
   const layers = checkpoint.spec.layers;
   const gone = [...removed].sort((a, b) => a - b);
   const metricLabel = note.metric ? (METRICS.find((m) => m.id === note.metric)?.label ?? note.metric) : null;
+  const heal = note.heal;
+  const healedBlocks = heal ? heal.spans.map((s) => s.block) : [];
   const lines = [
-    `# ${prunedFolderName(checkpoint.label)}`,
+    `# ${prunedFolderName(checkpoint.label, heal ? 'healed' : 'pruned')}`,
     '',
-    `A copy of **${checkpoint.label}** with ${gone.length} of its ${layers} transformer blocks removed, made with PruneLab.`,
+    `A copy of **${checkpoint.label}** with ${gone.length} of its ${layers} transformer blocks removed${heal ? ' and healed' : ''}, made with PruneLab.`,
     '',
     `- Removed original blocks (0-based): **${gone.join(', ') || 'none'}**`,
     `- Chosen by: ${metricLabel ? `${metricLabel} (\`${note.metric}\`), lowest first` : 'hand'}`,
@@ -67,10 +83,12 @@ export function prunelabNote(checkpoint: Checkpoint, removed: readonly number[],
     '',
     'The tensors of the removed blocks were dropped and the remaining blocks renumbered from 0 in their',
     'original order; every other tensor is byte for byte as stored in the original',
-    `(${checkpoint.dtypes.join(', ')}). config.json has the new layer count (and any per-layer lists cut to`,
+    `(${checkpoint.dtypes.join(', ')})${heal ? `, except the MLP down projection of original block${healedBlocks.length > 1 ? 's' : ''} ${healedBlocks.join(', ')}, which carries the fitted map (see Healing)` : ''}.`,
+    'config.json has the new layer count (and any per-layer lists cut to',
     'match); tokenizer files are copied unchanged. Load it like the original, e.g.',
     '`AutoModelForCausalLM.from_pretrained("<this folder>")`, or `npx prunelab ppl --model <this folder> ...`.',
   ];
+  if (heal) lines.push('', ...healSection(heal, keptBlocks));
   if (note.scores.length > 0) {
     const tokens = note.scores[0].tokens;
     lines.push(
@@ -89,19 +107,45 @@ export function prunelabNote(checkpoint: Checkpoint, removed: readonly number[],
   return `${lines.join('\n')}\n`;
 }
 
+function healSection(heal: HealNote, keptBlocks: readonly number[]): string[] {
+  const lines = [
+    '## Healing',
+    '',
+    'Each removed span [i, j) was replaced without training by one linear map T (ReplaceMe, Shopkhoev et al. 2025),',
+    'fitted by ridge least squares so that block i − 1 writes M T instead of its MLP output M, with',
+    "H + M T ≈ x_j (H: the stream before that MLP's add; x_j: the span's output in the original), and folded",
+    "into that block's down projection (W ← Tᵀ W, b ← b T), so this is an ordinary checkpoint.",
+    `Fitted on: ${heal.calibration}; ridge λ = ${heal.ridge} × trace(MᵀM) / hidden.`,
+    '',
+    '| removed span | healed into original block (now) | calibration tokens | fit residual ‖H + MT − x_j‖² / ‖x_j − H‖² | plain removal (T = I) |',
+    '|---|---:|---:|---:|---:|',
+    ...heal.spans.map((s) => `| ${spanLabel(s)} | ${s.block} (${keptBlocks.indexOf(s.block)}) | ${s.tokens} | ${fmt(s.residual)} | ${fmt(s.removalResidual)} |`),
+  ];
+  if (heal.perplexity?.length) {
+    lines.push(
+      '',
+      '| perplexity on | original | blocks removed | removed and healed |',
+      '|---|---:|---:|---:|',
+      ...heal.perplexity.map((p) => `| ${p.data} | ${p.original === undefined ? '—' : p.original.toFixed(3)} | ${p.removed.toFixed(3)} | ${p.healed.toFixed(3)} |`),
+    );
+  }
+  return lines;
+}
+
 /** The zip's bytes: `<folder>/config.json, model.safetensors, tokenizer files, [generation_config.json], PRUNELAB.md`. */
 export function prunedCheckpointZip(checkpoint: Checkpoint, removed: readonly number[], note: ZipNote): Uint8Array {
   const gone = [...new Set(removed)].sort((a, b) => a - b);
   const { files, keptBlocks } = prunedCheckpointFiles(checkpoint, gone, {
     prunelab_removed_blocks: gone.join(','),
     ...(note.metric ? { prunelab_metric: note.metric } : {}),
+    ...(note.heal ? { prunelab_healed_into: note.heal.spans.map((s) => s.block).join(',') } : {}),
   });
   const encode = (text: string) => new TextEncoder().encode(text);
   if (note.generationConfig) files.set('generation_config.json', encode(`${JSON.stringify(note.generationConfig, null, 2)}\n`));
   files.set('PRUNELAB.md', encode(prunelabNote(checkpoint, gone, keptBlocks, note)));
   const total = [...files.values()].reduce((a, b) => a + b.byteLength, 0);
   if (total > ZIP_LIMIT) throw new PruneLabError(`the pruned checkpoint is ${(total / 2 ** 30).toFixed(1)} GiB; a zip download holds at most 4 GiB`, { field: 'export' });
-  const folder = note.folder ?? prunedFolderName(checkpoint.label);
+  const folder = note.folder ?? prunedFolderName(checkpoint.label, note.heal ? 'healed' : 'pruned');
   const mtime = note.createdAt ?? new Date();
   const entries: Zippable = {};
   for (const [name, bytes] of files) {
