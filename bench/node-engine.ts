@@ -5,7 +5,7 @@
  * sets it). Prints progress to stderr and one line `RESULT <json>` to stdout.
  */
 import { directorySource } from '../src/engine/sources.ts';
-import { installNodeWebGpu, uninstallNodeWebGpu } from '../src/engine/webgpu/node.ts';
+import { nodeWebGpuProblem, uninstallNodeWebGpu } from '../src/engine/webgpu/node.ts';
 import { type EngineBenchConfig, runEngineBench } from './engine-bench.ts';
 import { type GpuMeter, meterGpu } from './gpu-meter.ts';
 
@@ -14,8 +14,9 @@ async function main(): Promise<number> {
   let gpu: GPU | undefined;
   let meter: GpuMeter | undefined;
   if (config.backend === 'webgpu') {
-    if (!(await installNodeWebGpu())) {
-      console.log(`RESULT ${JSON.stringify({ error: 'no WebGPU adapter in Node (is the SwiftShader ICD in VK_ICD_FILENAMES / LD_LIBRARY_PATH?)' })}`);
+    const problem = await nodeWebGpuProblem();
+    if (problem) {
+      console.log(`RESULT ${JSON.stringify({ error: `no WebGPU in Node: ${problem}` })}`);
       return 0;
     }
     ({ gpu, meter } = meterGpu((globalThis as unknown as { navigator: { gpu: GPU } }).navigator.gpu));

@@ -1,11 +1,16 @@
 #!/usr/bin/env node
 // Browser tests: build the app (vite build), serve dist/ on 127.0.0.1, drive Debian's chromium with
 // playwright-core, run every check exported by tests/browser/*.checks.mjs, print one line per check and a
-// closing "N passed, N failed" line; exit non-zero on any failure.
+// closing "N passed, N failed, N skipped" line; exit non-zero on any failure, and when no check ran.
 //
-// Environment: CHROME_PATH (default /usr/bin/chromium); PRUNELAB_E2E_BACKEND = cpu (default) | auto | webgpu,
-// the backend the lab checks ask the page for; PRUNELAB_SKIP_BUILD=1 to reuse dist/; SCREENSHOT_DIR (default
-// test-results/browser) for the screenshots the checks take; PRUNELAB_CHECKS = a substring filter on names.
+// A module's `backends` (default ['cpu']) lists the backends its checks run on: the module runs once per
+// backend (its check names prefixed "[cpu]" / "[webgpu]"), with `backend` in its context; a check's own
+// `backends` narrows that. The webgpu pass asks the page for ?backend=webgpu and the CLI for --backend webgpu.
+//
+// Environment: CHROME_PATH (default /usr/bin/chromium); PRUNELAB_E2E_BACKENDS = the passes to run (default
+// cpu,webgpu); PRUNELAB_NO_WEBGPU=1 skips (and counts) every webgpu check, for a machine with no WebGPU path;
+// PRUNELAB_SKIP_BUILD=1 to reuse dist/; SCREENSHOT_DIR (default test-results/browser) for the screenshots the
+// checks take; PRUNELAB_CHECKS = a substring filter on names (a filter that matches nothing is a failure).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,11 +21,18 @@ import { serve } from './serve.mjs';
 const root = join(import.meta.dirname, '..', '..');
 const started = Date.now();
 const CHROME_ARGS = ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+const ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+/** `--backend webgpu` in the CLI needs Chromium's SwiftShader Vulkan driver in its environment. */
+const CHILD_ENV = existsSync(ICD)
+  ? { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES || ICD, LD_LIBRARY_PATH: ['/usr/lib/chromium', process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') }
+  : process.env;
+const noWebGpu = process.env.PRUNELAB_NO_WEBGPU === '1';
+const wantedBackends = (process.env.PRUNELAB_E2E_BACKENDS || 'cpu,webgpu').split(',').map((b) => b.trim());
 
 /** Runs a command; resolves to { code, stdout, stderr }. */
 export function run(cmd, args, options = {}) {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: root, ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { cwd: root, env: CHILD_ENV, ...options, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -38,7 +50,7 @@ async function main() {
   const chromePath = process.env.CHROME_PATH || '/usr/bin/chromium';
   if (!existsSync(chromePath)) {
     console.error(`No Chromium at ${chromePath}: install Debian's chromium (apt-get install chromium) or set CHROME_PATH.`);
-    console.log('0 passed, 1 failed');
+    console.log('0 passed, 1 failed, 0 skipped');
     return 1;
   }
   const screenshotDir = process.env.SCREENSHOT_DIR || join(root, 'test-results', 'browser');
@@ -48,15 +60,33 @@ async function main() {
     .filter((f) => f.endsWith('.checks.mjs'))
     .sort();
   const filter = process.env.PRUNELAB_CHECKS;
+  /** One pass = one module on one backend; its checks are those the filter and the backends select. */
   const suites = [];
+  let skipped = 0;
   for (const file of modules) {
     const mod = await import(pathToFileURL(join(import.meta.dirname, file)).href);
-    suites.push({ file, mod });
+    const backends = mod.backends ?? ['cpu'];
+    for (const backend of backends.filter((b) => wantedBackends.includes(b))) {
+      const label = (check) => (mod.backends ? `[${backend}] ${check.name}` : check.name);
+      const checks = (mod.checks ?? []).filter((c) => (c.backends ?? backends).includes(backend)).filter((c) => !filter || label(c).includes(filter));
+      if (checks.length === 0) continue;
+      if (backend === 'webgpu' && noWebGpu) {
+        for (const check of checks) console.log(`skip - ${label(check)} (PRUNELAB_NO_WEBGPU=1)`);
+        skipped += checks.length;
+        continue;
+      }
+      suites.push({ file, mod, backend, checks, label });
+    }
+  }
+  if (suites.length === 0) {
+    console.log(`not ok - no check selected (PRUNELAB_CHECKS=${filter ?? ''}, PRUNELAB_E2E_BACKENDS=${wantedBackends.join(',')}${noWebGpu ? ', PRUNELAB_NO_WEBGPU=1' : ''})`);
+    console.log(`0 passed, 1 failed, ${skipped} skipped`);
+    return 1;
   }
 
   // Work the checks need from Node (e.g. the CLI's numbers) starts now, alongside the build.
-  const context = { root, run, screenshotDir, backend: process.env.PRUNELAB_E2E_BACKEND || 'cpu' };
-  const prepared = suites.map(({ mod }) => (mod.prepare ? mod.prepare(context) : Promise.resolve(null)));
+  const context = { root, run, screenshotDir };
+  const prepared = suites.map(({ mod, backend }) => (mod.prepare ? mod.prepare({ ...context, backend }) : Promise.resolve(null)));
 
   if (process.env.PRUNELAB_SKIP_BUILD !== '1') {
     const t = Date.now();
@@ -64,7 +94,7 @@ async function main() {
     if (build.code !== 0) {
       console.error(build.stdout, build.stderr);
       console.log('not ok - vite build');
-      console.log('0 passed, 1 failed');
+      console.log(`0 passed, 1 failed, ${skipped} skipped`);
       return 1;
     }
     console.log(`# built dist/ in ${seconds(Date.now() - t)}`);
@@ -76,12 +106,19 @@ async function main() {
   let failed = 0;
   try {
     for (let s = 0; s < suites.length; s++) {
-      const { file, mod } = suites[s];
-      const suiteContext = { ...context, browser, baseUrl: server.url, prepared: await prepared[s].catch((e) => ({ error: e })) };
-      const state = mod.setup ? await mod.setup(suiteContext) : {};
+      const { file, mod, backend, checks, label } = suites[s];
+      const suiteContext = { ...context, backend, browser, baseUrl: server.url, prepared: await prepared[s].catch((e) => ({ error: e })) };
+      let state;
       try {
-        for (const check of mod.checks ?? []) {
-          if (filter && !check.name.includes(filter)) continue;
+        state = mod.setup ? await mod.setup(suiteContext) : {};
+      } catch (e) {
+        // Every check of a pass whose page could not be set up fails, with the reason.
+        failed += checks.length;
+        for (const check of checks) console.log(`not ok - ${label(check)}: setup failed: ${e?.message ?? e}`);
+        continue;
+      }
+      try {
+        for (const check of checks) {
           const t = Date.now();
           let timer;
           try {
@@ -92,11 +129,11 @@ async function main() {
               }),
             ]);
             passed++;
-            console.log(`ok - ${check.name} (${seconds(Date.now() - t)})`);
+            console.log(`ok - ${label(check)} (${seconds(Date.now() - t)})`);
           } catch (e) {
             failed++;
-            console.log(`not ok - ${check.name} (${seconds(Date.now() - t)}): ${(e?.stack ?? String(e)).split('\n').slice(0, 4).join('\n    ')}`);
-            if (state.page) await state.page.screenshot({ path: join(screenshotDir, `failed-${check.name.replace(/\W+/g, '-').slice(0, 60)}.png`) }).catch(() => {});
+            console.log(`not ok - ${label(check)} (${seconds(Date.now() - t)}): ${(e?.stack ?? String(e)).split('\n').slice(0, 4).join('\n    ')}`);
+            if (state.page) await state.page.screenshot({ path: join(screenshotDir, `failed-${label(check).replace(/\W+/g, '-').slice(0, 60)}.png`) }).catch(() => {});
           } finally {
             clearTimeout(timer);
           }
@@ -104,19 +141,19 @@ async function main() {
       } finally {
         if (mod.teardown) await mod.teardown(state).catch(() => {});
       }
-      console.log(`# ${file} done`);
+      console.log(`# ${file}${mod.backends ? ` [${backend}]` : ''} done`);
     }
   } finally {
     await browser.close();
     await server.close();
   }
   console.log(`# total ${seconds(Date.now() - started)}; screenshots in ${screenshotDir}`);
-  console.log(`${passed} passed, ${failed} failed`);
-  return failed === 0 ? 0 : 1;
+  console.log(`${passed} passed, ${failed} failed, ${skipped} skipped${noWebGpu ? ' — WEBGPU CHECKS SKIPPED (PRUNELAB_NO_WEBGPU=1)' : ''}`);
+  return failed === 0 && passed > 0 ? 0 : 1;
 }
 
 process.exitCode = await main().catch((e) => {
   console.error(e);
-  console.log('0 passed, 1 failed');
+  console.log('0 passed, 1 failed, 0 skipped');
   return 1;
 });

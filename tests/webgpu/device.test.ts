@@ -5,6 +5,7 @@ import { PruneLabError } from '../../src/engine/errors.ts';
 import { makePlan } from '../../src/engine/plan.ts';
 import { createWebGpuBackend } from '../../src/engine/webgpu/backend.ts';
 import { acquireGpu } from '../../src/engine/webgpu/device.ts';
+import { LOGITS_ABS, NLL_RELATIVE, STATS_PER_TOKEN } from './compare.ts';
 import { maxAbsDiff } from './harness.ts';
 import { randomCheckpoint } from './random-model.ts';
 import { describeGpu } from './setup.ts';
@@ -105,9 +106,9 @@ describeGpu('WebGPU device', () => {
       const request = { ids: [1, 2, 3, 4], plan: makePlan(1, {}, 'stats'), logits: 'last' as const, nll: true };
       const cpu = await createCpuBackend(small.spec, small.weights);
       const [want, got] = [await cpu.forward(request), await fresh.forward(request)];
-      expect(maxAbsDiff(got.logits as Float32Array, want.logits as Float32Array)).toBeLessThanOrEqual(1e-3);
-      expect(Math.abs(got.nllSum - want.nllSum) / want.nllSum).toBeLessThanOrEqual(1e-3);
-      expect(Math.abs((got.stats?.[0].cosSum ?? Number.NaN) - (want.stats?.[0].cosSum ?? 0))).toBeLessThanOrEqual(1e-4 * 4);
+      expect(maxAbsDiff(got.logits as Float32Array, want.logits as Float32Array)).toBeLessThanOrEqual(LOGITS_ABS);
+      expect(Math.abs(got.nllSum - want.nllSum) / want.nllSum).toBeLessThanOrEqual(NLL_RELATIVE);
+      expect(Math.abs((got.stats?.[0].cosSum ?? Number.NaN) - (want.stats?.[0].cosSum ?? 0)) / 4).toBeLessThanOrEqual(STATS_PER_TOKEN);
     } finally {
       fresh.dispose();
     }

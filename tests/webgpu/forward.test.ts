@@ -10,14 +10,10 @@ import { Model } from '../../src/engine/model.ts';
 import { makePlan, type Plan } from '../../src/engine/plan.ts';
 import { createWebGpuBackend, type WebGpuBackend } from '../../src/engine/webgpu/backend.ts';
 import { acquireGpu, type GpuContext } from '../../src/engine/webgpu/device.ts';
+import { LOGITS_ABS, NLL_RELATIVE, STATES_ABS, STATS_PER_TOKEN } from './compare.ts';
 import { maxAbsDiff } from './harness.ts';
 import { randomCheckpoint, randomIds, type RandomModelOptions } from './random-model.ts';
 import { describeGpu, HOOK_TIMEOUT_MS } from './setup.ts';
-
-/** Per-token-mean tolerance of the block statistics, by stored weight dtype (issue 4). */
-const STAT_TOLERANCE = { F32: 1e-4, F16: 2e-3, BF16: 1e-4 } as const;
-const NLL_RELATIVE = 1e-3;
-const LOGITS_ABS = 1e-3;
 
 const llama3Scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 };
 const MODELS: (RandomModelOptions & { name: string })[] = [
@@ -60,14 +56,14 @@ function note(model: string, what: string, value: number): number {
   return value;
 }
 
-function compareStats(model: string, dtype: keyof typeof STAT_TOLERANCE, cpu: ForwardResult, gpu: ForwardResult): void {
+function compareStats(model: string, cpu: ForwardResult, gpu: ForwardResult): void {
   expect(gpu.stats?.map((s) => s.index)).toEqual(cpu.stats?.map((s) => s.index));
   cpu.stats?.forEach((c, k) => {
     const g = gpu.stats?.[k];
     if (!g) throw new Error('missing stats');
     expect(g.tokens).toBe(c.tokens);
     for (const key of ['cosSum', 'angularSum', 'relMagnitudeSum'] as const) {
-      expect(note(model, key, Math.abs(g[key] - c[key]) / c.tokens), `${key} of block ${c.index}`).toBeLessThanOrEqual(STAT_TOLERANCE[dtype]);
+      expect(note(model, key, Math.abs(g[key] - c[key]) / c.tokens), `${key} of block ${c.index}`).toBeLessThanOrEqual(STATS_PER_TOKEN);
     }
   });
 }
@@ -95,11 +91,11 @@ describeGpu('whole forward: WebGPU matches the CPU reference', () => {
       }, HOOK_TIMEOUT_MS);
       afterAll(() => gpu?.dispose());
 
-      test(`block statistics within ${STAT_TOLERANCE[options.dtype]} per token, NLL within ${NLL_RELATIVE} relative, last logits within ${LOGITS_ABS}`, async () => {
+      test(`block statistics within ${STATS_PER_TOKEN.toExponential()} per token, NLL within ${NLL_RELATIVE.toExponential()} relative, last logits within ${LOGITS_ABS.toExponential()}`, async () => {
         const plan = makePlan(spec.layers, {}, 'stats');
         const request = { ids, plan, logits: 'last' as const, nll: true };
         const [c, g] = [await cpu.forward(request), await gpu.forward(request)];
-        compareStats(options.name, options.dtype, c, g);
+        compareStats(options.name, c, g);
         expect(g.nllCount).toBe(c.nllCount);
         expect(note(options.name, 'nll', Math.abs(g.nllSum - c.nllSum) / c.nllSum)).toBeLessThanOrEqual(NLL_RELATIVE);
         expect(note(options.name, 'logits', maxAbsDiff(g.logits as Float32Array, c.logits as Float32Array))).toBeLessThanOrEqual(LOGITS_ABS);
@@ -110,11 +106,11 @@ describeGpu('whole forward: WebGPU matches the CPU reference', () => {
         const plan: Plan = { blocks: [last, 0], skipAttention: [0], skipMlp: [last], capture: 'states' };
         const request = { ids: ids.slice(0, 13), plan, logits: 'all' as const };
         const [c, g] = [await cpu.forward(request), await gpu.forward(request)];
-        compareStats(options.name, options.dtype, c, g);
+        compareStats(options.name, c, g);
         expect(note(options.name, 'logits', maxAbsDiff(g.logits as Float32Array, c.logits as Float32Array))).toBeLessThanOrEqual(LOGITS_ABS);
         expect(g.states?.length).toBe(3);
         c.states?.forEach((state, s) => {
-          expect(note(options.name, 'states', maxAbsDiff(g.states?.[s] as Float32Array, state))).toBeLessThanOrEqual(1e-4);
+          expect(note(options.name, 'states', maxAbsDiff(g.states?.[s] as Float32Array, state))).toBeLessThanOrEqual(STATES_ABS);
         });
       });
 

@@ -13,13 +13,10 @@ import { makePlan, type Plan } from '../../src/engine/plan.ts';
 import { createWebGpuBackend, type WebGpuBackend } from '../../src/engine/webgpu/backend.ts';
 import { acquireGpu, type GpuContext } from '../../src/engine/webgpu/device.ts';
 import type { GpuMatrix } from '../../src/engine/webgpu/tensors.ts';
+import { LOGITS_ABS, NLL_RELATIVE, STATES_ABS, STATS_PER_TOKEN } from './compare.ts';
 import { maxAbsDiff } from './harness.ts';
 import { randomCheckpoint, randomIds, type RandomModelOptions } from './random-model.ts';
 import { describeGpu, HOOK_TIMEOUT_MS } from './setup.ts';
-
-const STAT_TOLERANCE = { F32: 1e-4, F16: 2e-3, BF16: 1e-4 } as const;
-const NLL_RELATIVE = 1e-3;
-const LOGITS_ABS = 1e-3;
 
 interface SplitCase extends RandomModelOptions {
   name: string;
@@ -129,7 +126,7 @@ describeGpu('tensors larger than one binding are split: split WebGPU = unsplit W
         c0.stats?.forEach((want, k) => {
           for (const key of ['cosSum', 'angularSum', 'relMagnitudeSum'] as const) {
             const got = s.stats?.[k][key] ?? Number.NaN;
-            expect(note(c.name, `${key} vs cpu`, Math.abs(got - want[key]) / want.tokens), `${key} of block ${want.index}`).toBeLessThanOrEqual(STAT_TOLERANCE[c.dtype]);
+            expect(note(c.name, `${key} vs cpu`, Math.abs(got - want[key]) / want.tokens), `${key} of block ${want.index}`).toBeLessThanOrEqual(STATS_PER_TOKEN);
             expect(note(c.name, 'stats vs unsplit', Math.abs(got - (w.stats?.[k][key] ?? Number.NaN)) / want.tokens)).toBeLessThanOrEqual(1e-6);
           }
         });
@@ -176,7 +173,7 @@ describeGpu('tensors larger than one binding are split: split WebGPU = unsplit W
         const [c0, w, s] = [await cpu.forward(request), await whole.forward(request), await split.forward(request)];
         compare(c0, w, s);
         c0.states?.forEach((state, k) => {
-          expect(note(c.name, 'states vs cpu', maxAbsDiff(s.states?.[k] as Float32Array, state))).toBeLessThanOrEqual(1e-4);
+          expect(note(c.name, 'states vs cpu', maxAbsDiff(s.states?.[k] as Float32Array, state))).toBeLessThanOrEqual(STATES_ABS);
           expect(note(c.name, 'states vs unsplit', maxAbsDiff(s.states?.[k] as Float32Array, w.states?.[k] as Float32Array))).toBeLessThanOrEqual(1e-6);
         });
       });

@@ -1,0 +1,20 @@
+/**
+ * Every WebGPU suite goes through describeGpu (tests/webgpu/setup.ts), which turns "no WebGPU" into a failing
+ * test naming the reason. A suite wrapped in skipIf / runIf would turn a broken binding into a green run.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect, test } from 'vitest';
+
+const DIR = join(import.meta.dirname, '..', 'webgpu');
+const files = readdirSync(DIR).filter((f) => f.endsWith('.test.ts'));
+
+test('tests/webgpu holds WebGPU suites', () => {
+  expect(files.length).toBeGreaterThan(0);
+});
+
+test.each(files)('tests/webgpu/%s runs its suites through describeGpu, never a conditional skip', (file) => {
+  const source = readFileSync(join(DIR, file), 'utf8');
+  expect(source).toMatch(/\bdescribeGpu\(/);
+  expect(source.match(/\.(skipIf|runIf|skip)\(|\bgpuAvailable\b/g) ?? [], file).toEqual([]);
+});
