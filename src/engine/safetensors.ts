@@ -127,6 +127,18 @@ export function decodeToF32(t: HostTensor): Float32Array {
   return out;
 }
 
+/** Decodes row `r` (of `width` elements) of a stored 2-D tensor into `out` (the CPU kernels' weights stay stored). */
+export function decodeRow(t: HostTensor, r: number, width: number, out: Float32Array): void {
+  const view = new DataView(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
+  const base = r * width;
+  if (t.dtype === 'F32') for (let i = 0; i < width; i++) out[i] = view.getFloat32((base + i) * 4, true);
+  else if (t.dtype === 'F16') for (let i = 0; i < width; i++) out[i] = f16Table[view.getUint16((base + i) * 2, true)];
+  else if (t.dtype === 'BF16') {
+    const u32 = new Uint32Array(out.buffer, out.byteOffset, width);
+    for (let i = 0; i < width; i++) u32[i] = view.getUint16((base + i) * 2, true) << 16;
+  } else throw new PruneLabError(`dtype ${t.dtype} cannot be used as a weight (supported: F32, F16, BF16)`, { file: t.file, tensor: t.name });
+}
+
 /** Encodes float32 values as safetensors F16 (round to nearest even), for export. */
 export function encodeF16(values: Float32Array): Uint8Array {
   const out = new Uint8Array(values.length * 2);

@@ -4,7 +4,7 @@
  * plain TypeScript loop of ops.ts (the oracle); a fast set (e.g. onnxruntime) prepares each weight once
  * at load and runs the same call.
  */
-import { decodeToF32, type HostTensor } from '../safetensors.ts';
+import { decodeRow, decodeToF32, type HostTensor } from '../safetensors.ts';
 import { matmul } from './ops.ts';
 
 /** A weight [out, in] (nn.Linear layout) plus optional bias, prepared once by a kernel set. */
@@ -29,35 +29,54 @@ export interface CpuKernels {
 }
 
 interface ReferenceLinear extends PreparedLinear {
-  w: Float32Array;
+  /** The weight as stored (F16 / BF16 stay 2 bytes: host memory stays near the checkpoint's size). */
+  w: HostTensor;
   b: Float32Array | null;
 }
 
-/** The oracle: weights decoded to f32 once, ops.ts's matmul. */
+/**
+ * The oracle: ops.ts's matmul, one weight row decoded at a time from the stored bytes, so no f32 copy of
+ * the model is held; each dot product sums in the same order as a matmul over decoded weights.
+ */
 export function referenceKernels(): CpuKernels {
-  const decoded = new Map<HostTensor, Float32Array>();
-  const f32 = (t: HostTensor) => {
-    let v = decoded.get(t);
-    if (!v) decoded.set(t, (v = decodeToF32(t)));
-    return v;
-  };
+  let held = 0;
   return {
     description: 'TypeScript reference',
     threads: 1,
     prepareLinear(weight, bias): ReferenceLinear {
-      return { w: f32(weight), b: bias ? f32(bias) : null, out: weight.shape[0], inp: weight.shape[1] };
+      held += weight.bytes.byteLength + (bias ? bias.shape[0] * 4 : 0);
+      return { w: weight, b: bias ? decodeToF32(bias) : null, out: weight.shape[0], inp: weight.shape[1] };
     },
     linear(x, rows, l) {
       const r = l as ReferenceLinear;
-      return matmul(x, rows, r.w, r.out, r.inp, r.b);
+      return matmulStored(x, rows, r.w, r.out, r.inp, r.b);
+    },
+    releaseLinear(l) {
+      const r = l as ReferenceLinear;
+      held -= r.w.bytes.byteLength + (r.b ? r.b.byteLength : 0);
     },
     get weightBytes() {
-      let bytes = 0;
-      for (const v of decoded.values()) bytes += v.byteLength;
-      return bytes;
+      return held;
     },
     dispose() {
-      decoded.clear();
+      held = 0;
     },
   };
+}
+
+/** y = x · Wᵀ + b over a stored weight [out, in]: rows of W decoded one at a time. */
+function matmulStored(x: Float32Array, rows: number, w: HostTensor, out: number, inp: number, bias: Float32Array | null): Float32Array {
+  if (w.dtype === 'F32' && w.bytes.byteOffset % 4 === 0) return matmul(x, rows, new Float32Array(w.bytes.buffer, w.bytes.byteOffset, out * inp), out, inp, bias);
+  const y = new Float32Array(rows * out);
+  const row = new Float32Array(inp);
+  for (let o = 0; o < out; o++) {
+    decodeRow(w, o, inp, row);
+    for (let r = 0; r < rows; r++) {
+      const xo = r * inp;
+      let acc = 0;
+      for (let i = 0; i < inp; i++) acc += x[xo + i] * row[i];
+      y[r * out + o] = bias ? acc + bias[o] : acc;
+    }
+  }
+  return y;
 }
