@@ -193,8 +193,8 @@ export function encodeBF16(values: Float32Array): Uint8Array {
   const u = new Uint32Array(values.buffer, values.byteOffset, values.length);
   for (let i = 0; i < values.length; i++) {
     const x = u[i];
-    const isNaN = (x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0;
-    view.setUint16(i * 2, isNaN ? (x >>> 16) | 0x40 : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff, true);
+    const nan = (x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0;
+    view.setUint16(i * 2, nan ? (x >>> 16) | 0x40 : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff, true);
   }
   return out;
 }

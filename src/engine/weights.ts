@@ -128,6 +128,6 @@ export function gatherRows(t: HostTensor, rows: readonly number[], name: string)
   const rowElems = t.shape.length === 2 ? t.shape[1] : 1;
   const rowBytes = rowElems * ELEMENT_BYTES[t.dtype];
   const out = new Uint8Array(rows.length * rowBytes);
-  rows.forEach((r, k) => out.set(t.bytes.subarray(r * rowBytes, (r + 1) * rowBytes), k * rowBytes));
+  for (const [k, r] of rows.entries()) out.set(t.bytes.subarray(r * rowBytes, (r + 1) * rowBytes), k * rowBytes);
   return { name, file: t.file, dtype: t.dtype, shape: t.shape.length === 2 ? [rows.length, rowElems] : [rows.length], bytes: out };
 }
