@@ -70,6 +70,9 @@ describe('config.json -> ModelSpec', () => {
     expect(rope?.invFreq[1]).toBeCloseTo(1 / (2 * 10000 ** (2 / 4)), 15);
     expect(rope?.attentionFactor).toBeCloseTo(Math.sqrt(1 + Math.log(16) / Math.log(256)), 15);
     expect(rope?.maxPosition).toBe(256);
+    // Phi-3's first checkpoints called it "su"; HF reads that as longrope.
+    const su = parseConfig({ ...phi, rope_scaling: { type: 'su', short_factor: [1, 2], long_factor: [3, 4] } });
+    expect([...(su.layerKinds[0].rope?.invFreq ?? [])]).toEqual([...(rope?.invFreq ?? [])]);
     expect(() => parseConfig({ ...phi, rope_scaling: { type: 'longrope', short_factor: [1], long_factor: [3, 4] } })).toThrow(
       /field rope_scaling\.short_factor: must be a list of 2/,
     );

@@ -9,7 +9,21 @@ import { type BlockWeights, rowSlice } from '../weights.ts';
 import type { FamilyDefinition } from './family.ts';
 import { blockNorms, isRotaryBuffer, LLAMA_EXPORT, linear, llamaEnds, llamaShapedSpec, PRE_NORM_NAMES, withWindows } from './llama.ts';
 
-function parsePhi3(c: Json): ModelSpec {
+/** Early Phi-3 checkpoints name longrope "su" (or "yarn"); HF's Phi3Config reads both as longrope. */
+function withLongropeName(c: Json): Json {
+  for (const key of ['rope_scaling', 'rope_parameters']) {
+    const rope = c[key] as Json | null | undefined;
+    const kind = rope?.rope_type ?? rope?.type;
+    if (rope && (kind === 'su' || kind === 'yarn')) {
+      const { type: _, ...rest } = rope;
+      return { ...c, [key]: { ...rest, rope_type: 'longrope' } };
+    }
+  }
+  return c;
+}
+
+function parsePhi3(config: Json): ModelSpec {
+  const c = withLongropeName(config);
   const spec = llamaShapedSpec('phi3', c, { normEps: 1e-5 });
   spec.layerKinds = withWindows(
     spec.layerKinds,
