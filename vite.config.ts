@@ -16,6 +16,10 @@ export default defineConfig({
   // model.safetensors.index.json), not index.html with status 200.
   appType: 'mpa',
   worker: { format: 'es' },
+  // Pre-bundle what the app imports, found from index.html alone: the default scan also reads bench/page/*.html,
+  // whose transformers.js import is installed only in bench/node_modules, and fails with "(!) Failed to run
+  // dependency scan".
+  optimizeDeps: { entries: ['index.html'] },
   server: { host: '127.0.0.1', headers: isolation },
   preview: { headers: isolation },
   test: {

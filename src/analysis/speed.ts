@@ -57,3 +57,29 @@ export async function decodeSpeedAlong(timed: TimedModel, layers: number, order:
   }
   return points;
 }
+
+/** Decode time per token as a fixed part (embedding, LM head, sampling, dispatch) plus a cost per block that runs. */
+export interface SpeedFit {
+  fixedMs: number;
+  perBlockMs: number;
+}
+
+/**
+ * Least-squares fit of ms per token against the number of blocks that run (L − k). Measured points scatter
+ * around it on both sides, unlike a bound such as "time ∝ (L − k)/L of k = 0", which a noisy k = 0 makes
+ * look beaten. A negative fixed part (noise on a model whose blocks are nearly all the time) is refitted
+ * through the origin. Null with fewer than two different block counts.
+ */
+export function speedFit(points: readonly (Pick<SpeedPoint, 'k' | 'msPerToken'> | undefined)[], layers: number): SpeedFit | null {
+  const xy = points.filter((p): p is Pick<SpeedPoint, 'k' | 'msPerToken'> => !!p && Number.isFinite(p.msPerToken)).map((p) => [layers - p.k, p.msPerToken] as const);
+  if (new Set(xy.map(([x]) => x)).size < 2) return null;
+  const n = xy.length;
+  const mx = xy.reduce((a, [x]) => a + x, 0) / n;
+  const my = xy.reduce((a, [, y]) => a + y, 0) / n;
+  const sxy = xy.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  const sxx = xy.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  const perBlockMs = sxy / sxx;
+  const fixedMs = my - perBlockMs * mx;
+  if (fixedMs >= 0) return { fixedMs, perBlockMs };
+  return { fixedMs: 0, perBlockMs: xy.reduce((a, [x, y]) => a + x * y, 0) / xy.reduce((a, [x]) => a + x * x, 0) };
+}

@@ -238,7 +238,7 @@ export const checks = [
     },
   },
   {
-    name: 'strategies: speed along the sweep measures decode tok/s for k = 0 … 11 next to the ideal line',
+    name: 'strategies: speed along the sweep measures decode tok/s for k = 0 … 11 next to a least-squares fit (fixed + per-block time)',
     timeout: 90_000,
     async run({ page }) {
       await setNumber(page, 'speed-tokens', 4);
@@ -247,7 +247,15 @@ export const checks = [
       const points = await page.$$eval('[data-testid=speed-chart-point][data-series=measured]', (els) => els.map((e) => Number(e.dataset.value)));
       assert.equal(points.length, 12);
       for (const v of points) assert.ok(Number.isFinite(v) && v > 0, `tok/s ${v}`);
-      assert.match(await page.getByTestId('speed-summary').textContent(), /ideal ×12\.00/);
+      // The fit, recomputed here from the drawn points: ms/token = a + b × (12 − k), least squares (a ≥ 0).
+      const xy = points.map((v, k) => [12 - k, 1000 / v]);
+      const mx = xy.reduce((a, [x]) => a + x, 0) / 12;
+      const my = xy.reduce((a, [, y]) => a + y, 0) / 12;
+      let b = xy.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0) / xy.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+      if (my - b * mx < 0) b = xy.reduce((a, [x, y]) => a + x * y, 0) / xy.reduce((a, [x]) => a + x * x, 0);
+      const shown = /fit: ([\d.]+) ms per block/.exec(await page.getByTestId('speed-summary').textContent());
+      assert.ok(shown, 'the summary states the fitted time per block');
+      assert.ok(Math.abs(Number(shown[1]) - b) <= 0.006, `per-block ms: page ${shown[1]} vs ${b.toFixed(4)} from the points`);
       console.log(`#   decode tok/s k=0 ${points[0].toFixed(0)}, k=11 ${points[11].toFixed(0)}`);
     },
   },

@@ -40,6 +40,12 @@ async function waitModel(page, name = 'sotu-llama', timeout = 60_000) {
   await page.waitForFunction((name) => document.querySelector('[data-testid=model-name]')?.textContent === name, name, { timeout });
 }
 
+async function setNumber(page, testId, value) {
+  const input = page.getByTestId(testId);
+  await input.fill(String(value));
+  await input.press('Tab');
+}
+
 async function download(page, testId) {
   const [file] = await Promise.all([page.waitForEvent('download', { timeout: 30_000 }), page.getByTestId(testId).click()]);
   return { name: file.suggestedFilename(), text: readFileSync(await file.path(), 'utf8') };
@@ -123,6 +129,57 @@ export const checks = [
       await phone.page.screenshot({ path: join(screenshotDir, 'phone-390x844-compare.png') });
       assert.deepEqual(phone.pageErrors, []);
       await phone.context.close();
+    },
+  },
+  {
+    name: 'teach: keyboard: Enter on Score moves focus to Cancel and back; arrow keys switch the metric, walk the heatmap (one tab stop) and read the logit lens top 3',
+    timeout: 90_000,
+    async run({ main }) {
+      const { page } = main;
+      const focused = () => page.evaluate(() => document.activeElement?.getAttribute('data-testid') ?? document.activeElement?.tagName);
+      // Score → Cancel → Score, by keyboard alone.
+      // Long enough to see Cancel: 16 × 128 tokens (the check scores 4 × 64 again at the end).
+      await setNumber(page, 'cal-sequences', 16);
+      await setNumber(page, 'cal-seqlen', 128);
+      await page.getByTestId('score-button').focus();
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('[data-testid=score-cancel]', { timeout: 10_000 });
+      await page.waitForFunction(() => document.activeElement?.getAttribute('data-testid') === 'score-cancel', null, { timeout: 5_000 });
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('[data-testid=score-button]', { timeout: 10_000 });
+      await page.waitForFunction(() => document.activeElement?.getAttribute('data-testid') === 'score-button', null, { timeout: 5_000 });
+      // The metric switch: arrow keys choose, focus follows.
+      await page.getByTestId('metric-bi').focus();
+      await page.keyboard.press('ArrowRight');
+      assert.equal(await page.locator('[data-testid=influence-chart]').getAttribute('data-metric'), 'angular');
+      assert.equal(await focused(), 'metric-angular');
+      await page.keyboard.press('End');
+      assert.equal(await page.locator('[data-testid=influence-chart]').getAttribute('data-metric'), 'relMagnitude');
+      await page.keyboard.press('Home');
+      assert.equal(await page.locator('[data-testid=influence-chart]').getAttribute('data-metric'), 'bi');
+      // The heatmap: one cell in the tab order, arrows move within the triangle.
+      await page.waitForSelector('[data-testid=heat-cell]', { timeout: 60_000 });
+      const cells = await page.$$eval('[data-testid=heat-cell]', (els) => ({ all: els.length, tabbable: els.filter((e) => e.getAttribute('tabindex') === '0').length }));
+      assert.equal(cells.all, 78, '12 blocks: 78 cells');
+      assert.equal(cells.tabbable, 1, 'one cell in the tab order, not 78');
+      await page.locator('[data-testid=heat-cell][tabindex="0"]').focus();
+      await page.keyboard.press('ArrowRight');
+      await page.keyboard.press('ArrowRight');
+      const at = await page.evaluate(() => ({ i: document.activeElement?.getAttribute('data-i'), j: document.activeElement?.getAttribute('data-j') }));
+      assert.deepEqual(at, { i: '0', j: '3' });
+      assert.equal(await page.locator('[data-testid=heat-tooltip]').count(), 1, 'the focused cell shows its numbers');
+      // The logit lens: focus a cell, move with arrows, the top 3 is read out in text.
+      await page.waitForSelector('[data-testid=lens-cell]', { timeout: 60_000 });
+      await page.locator('[data-testid=lens-cell][tabindex="0"]').focus();
+      await page.keyboard.press('ArrowDown');
+      await page.keyboard.press('ArrowRight');
+      const readout = await page.getByTestId('lens-top3').textContent();
+      assert.match(readout, /after block 0, position 1/);
+      assert.equal((readout.match(/\d+\.\d%/g) ?? []).length, 3, `three probabilities in "${readout}"`);
+      await setNumber(page, 'cal-sequences', SCORE.maxSequences);
+      await setNumber(page, 'cal-seqlen', SCORE.seqLen);
+      await page.getByTestId('score-button').click();
+      await page.waitForSelector('[data-testid=score-controls][data-state=done]', { timeout: 40_000 });
     },
   },
   {
