@@ -83,7 +83,7 @@ export const heal: Command = {
       const evaluation = evalInput ? await readSequences(evalInput, model, out.warn) : null;
       const removed = 'remove' in request ? request.remove : (await bestHealableSpan(model, sequences, request.bestSpan)).removed;
       if (!out.json && 'bestSpan' in request) out.print(`best ${request.bestSpan}-block span by angular distance: [${removed.join(', ')}]`);
-      healed = await healSpans(model, sequences, removed, { ridge, openBackend: (checkpoint) => createBackend(backendOf(model), checkpoint) });
+      healed = await healSpans(model, sequences, removed, { ridge, openBackend: (checkpoint) => createBackend(backend, checkpoint) });
       const calibration = describeInput(input, sequences);
       const rows = [await measure(model, healed, sequences, `calibration (${calibration})`)];
       if (evaluation && evalInput) rows.push(await measure(model, healed, evaluation, `held-out (${describeInput(evalInput, evaluation)})`));

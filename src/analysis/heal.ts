@@ -23,7 +23,7 @@ import type { Checkpoint } from '../engine/checkpoint.ts';
 import type { ModelSpec } from '../engine/config.ts';
 import { familyByName } from '../engine/arch/registry.ts';
 import { PruneLabError } from '../engine/errors.ts';
-import { createBackend, Model, type RunOptions } from '../engine/model.ts';
+import { Model, type RunOptions } from '../engine/model.ts';
 import type { Plan } from '../engine/plan.ts';
 import { decodeToF32, encodeAs, type HostTensor } from '../engine/safetensors.ts';
 import { transposed } from '../engine/weights.ts';
@@ -96,8 +96,8 @@ export interface SpanHeal {
 export interface HealOptions extends Omit<RunOptions, 'onProgress'> {
   /** Relative ridge (default DEFAULT_RIDGE). */
   ridge?: number;
-  /** Backend for a healed checkpoint (default: a new backend of the original model's kind). */
-  openBackend?: (checkpoint: Checkpoint) => Promise<Backend>;
+  /** A backend for a healed checkpoint: the same kind as the original's, so both give comparable numbers. */
+  openBackend: (checkpoint: Checkpoint) => Promise<Backend>;
   /** After each calibration sequence of each span. */
   onProgress?: (done: number, total: number, span: Span) => void;
 }
@@ -212,11 +212,11 @@ export function healedCheckpoint(checkpoint: Checkpoint, transforms: ReadonlyMap
  * Fits and folds one map per removed span, in order (see the file comment). Returns the healed checkpoint
  * and a model running it; the original model is left as it was.
  */
-export async function healSpans(model: Model, sequences: readonly (readonly number[])[], removed: readonly number[], options: HealOptions = {}): Promise<Healed> {
+export async function healSpans(model: Model, sequences: readonly (readonly number[])[], removed: readonly number[], options: HealOptions): Promise<Healed> {
   const { spec } = model;
   const spans = checkHealable(spec, removed);
   const ridge = options.ridge ?? DEFAULT_RIDGE;
-  const openBackend = options.openBackend ?? ((checkpoint: Checkpoint) => createBackend(model.backend.info.kind, checkpoint));
+  const { openBackend } = options;
   const gone = new Set(removed);
   const transforms = new Map<number, Float64Array>();
   const fits: SpanHeal[] = [];
