@@ -142,6 +142,19 @@ describe.each(modes)('onnxruntime kernels, weights as %s, vs the TypeScript refe
   });
 });
 
+describe('onnxruntime kernels when the runtime fails', () => {
+  it('ready() rejects with the runtime’s message, which model.ts turns into the fallback reason', async () => {
+    const failing = {
+      InferenceSession: { create: async () => Promise.reject(new Error('wasm out of memory')) },
+      Tensor: ort.Tensor,
+    } as unknown as OrtModule;
+    const k = ortKernels(failing, { threads: 1, runtime: 'broken', weights: 'input' });
+    k.prepareLinear(hostTensor(random(4, 1), [2, 2], 'F32'), null);
+    await expect(k.ready()).rejects.toThrow('wasm out of memory');
+    k.dispose();
+  });
+});
+
 interface Pair {
   reference: Backend;
   fast: Backend;
