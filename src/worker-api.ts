@@ -10,6 +10,7 @@ import type { Bootstrap, Refusal } from './analysis/uncertainty.ts';
 import type { BlockStatSums } from './engine/backend.ts';
 import type { BlockParameters } from './analysis/parameters.ts';
 import type { HandoffFormat, HandoffPlan, HandoffSource } from './export/handoff.ts';
+import type { HealApi, ModelVariant } from './worker-api-heal.ts';
 import type { StrategiesApi } from './worker-api-strategies.ts';
 
 export type { BlockScore, Metric } from './analysis/influence.ts';
@@ -57,6 +58,8 @@ export interface ModelInfo {
   dtypes: string[];
   blockParameters: BlockParameters[];
   hasTokenizer: boolean;
+  /** Why a cut cannot be healed for this model's family (src/analysis/heal.ts); null when it can. */
+  healUnsupported: string | null;
   backend: {
     kind: 'cpu' | 'webgpu';
     description: string;
@@ -139,22 +142,31 @@ export interface NextToken {
 
 /** The worker's API (what Comlink.wrap gives the page, minus the Remote<> promise wrapping). */
 /** The strategies calls (sweep, similarity, logit lens, MC, speed) are declared in worker-api-strategies.ts. */
-export interface EngineApi extends StrategiesApi {
+export interface EngineApi extends StrategiesApi, HealApi {
   /** Loads a model; the current one stays until the new one has loaded. Cancel with cancel(jobId). */
   loadModel(jobId: string, source: ModelSourceSpec, backend: BackendChoice, onProgress?: (p: LoadProgress) => void): Promise<Outcome<ModelInfo>>;
   /** Token count of a text with the current model's tokenizer (as a document: special tokens included). */
   textStats(text: TextSourceSpec): Promise<Outcome<TextStats>>;
   /** Block statistics over consecutive windows of the text; onBatch after every sequence with running scores. */
   score(jobId: string, text: TextSourceSpec, windows: WindowSettings, removal: RemovalSet, onBatch?: (p: ScoreProgress) => void): Promise<Outcome<ScoreResult>>;
-  generate(jobId: string, prompt: string, removal: RemovalSet, settings: GenerateSettings, onToken?: (t: TokenEvent) => void): Promise<Outcome<GenerateResult>>;
+  /** `variant` 'healed' runs the healed copy of the model (HealApi), which exists only for the cut it was fitted to. */
+  generate(
+    jobId: string,
+    prompt: string,
+    removal: RemovalSet,
+    settings: GenerateSettings,
+    onToken?: (t: TokenEvent) => void,
+    variant?: ModelVariant,
+  ): Promise<Outcome<GenerateResult>>;
   perplexity(
     jobId: string,
     text: TextSourceSpec,
     windows: WindowSettings,
     removal: RemovalSet,
     onProgress?: (done: number, total: number) => void,
+    variant?: ModelVariant,
   ): Promise<Outcome<PerplexityResult>>;
-  nextTokenTop(jobId: string, prompt: string, removal: RemovalSet, k: number): Promise<Outcome<NextToken[]>>;
+  nextTokenTop(jobId: string, prompt: string, removal: RemovalSet, k: number, variant?: ModelVariant): Promise<Outcome<NextToken[]>>;
   /** Aborts a running job (no-op when it already ended). */
   cancel(jobId: string): void;
 

@@ -22,10 +22,13 @@ import { topTokens } from '../src/engine/sampling.ts';
 import { hubModelSource } from '../src/engine/hub.ts';
 import { fileListSource, type ModelSource, urlSource } from '../src/engine/sources.ts';
 import { prunedCheckpointZip, prunedFolderName } from '../src/export/zip.ts';
+import { healUnavailableReason } from '../src/analysis/heal.ts';
 import { handoffFileName, handoffText, keptBlocks } from '../src/export/handoff.ts';
 import { prunedConfigChanges } from '../src/export/pruned-checkpoint.ts';
 import { windows } from '../src/engine/tokenizer.ts';
+import type { HealApi } from '../src/worker-api-heal.ts';
 import type { StrategiesApi } from '../src/worker-api-strategies.ts';
+import { dropHealed, healApi, modelForVariant } from './heal.ts';
 import { strategiesApi } from './strategies.ts';
 import type {
   BackendChoice,
@@ -223,6 +226,7 @@ function describeModel(model: Model, name: string, opened: Omit<OpenedBackend, '
     dtypes: checkpoint.dtypes,
     blockParameters: blockParameters(checkpoint.weights.blocks),
     hasTokenizer: model.tokenizer !== null,
+    healUnsupported: healUnavailableReason(spec),
     backend: {
       kind: backend.info.kind,
       description: backend.info.description,
@@ -235,7 +239,7 @@ function describeModel(model: Model, name: string, opened: Omit<OpenedBackend, '
   };
 }
 
-const api: Omit<EngineApi, keyof StrategiesApi> = {
+const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
   loadModel(jobId, spec, backendChoice, onProgress) {
     return job(jobId, onProgress, async (signal) => {
       const start = performance.now();
@@ -261,6 +265,7 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
       // The new model replaces the old one only now; jobs still running on the old one are cancelled.
       for (const [id, controller] of jobs) if (id !== jobId) controller.abort();
       current?.model.dispose();
+      dropHealed();
       tokenized.clear();
       const model = new Model(checkpoint, backend);
       const info = describeModel(model, name, opened, performance.now() - start);
@@ -304,10 +309,10 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
     });
   },
 
-  generate(jobId, prompt, removal, settings: GenerateSettings, onToken) {
+  generate(jobId, prompt, removal, settings: GenerateSettings, onToken, variant) {
     return job(jobId, onToken, async (signal) => {
       const start = performance.now();
-      const model = requireModel();
+      const model = modelForVariant(requireModel(), variant, removal);
       const tokenizer = model.requireTokenizer();
       const promptIds = tokenizer.encode(prompt);
       // Speed = one token per decode forward (the prompt pass excluded), from the median forward time so a
@@ -339,9 +344,9 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
     });
   },
 
-  perplexity(jobId, spec, settings, removal, onProgress) {
+  perplexity(jobId, spec, settings, removal, onProgress, variant) {
     return job(jobId, onProgress, async (signal): Promise<PerplexityResult> => {
-      const model = requireModel();
+      const model = modelForVariant(requireModel(), variant, removal);
       const sequences = windows(await idsOf(model, spec, signal), settings.seqLen, settings.maxSequences);
       const result = await jobView(model).perplexity(sequences, makePlan(model.spec.layers, removal), {
         signal,
@@ -351,9 +356,9 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
     });
   },
 
-  nextTokenTop(jobId, prompt, removal, k) {
+  nextTokenTop(jobId, prompt, removal, k, variant) {
     return job(jobId, undefined, async (signal): Promise<NextToken[]> => {
-      const model = requireModel();
+      const model = modelForVariant(requireModel(), variant, removal);
       const tokenizer = model.requireTokenizer();
       const promptIds = tokenizer.encode(prompt);
       const promptProblem = checkPrompt(promptIds.length, 1, model.spec);
@@ -396,6 +401,16 @@ const api: Omit<EngineApi, keyof StrategiesApi> = {
 };
 
 // Sweep, similarity, logit lens, MC and speed (workers/strategies.ts), on this file's job runner.
-const engineApi: EngineApi = { ...api, ...strategiesApi({ job, requireModel, jobView, textOf, idsOf, notify }) };
+// Healing (workers/heal.ts): its healed model runs on a second backend of the loaded model's kind.
+const healing = healApi({
+  job,
+  requireModel,
+  jobView,
+  idsOf,
+  notify,
+  openBackend: (checkpoint) => createBackend(current?.info.backend.kind ?? 'cpu', checkpoint),
+  modelName: () => current?.info.name ?? requireModel().checkpoint.label,
+});
+const engineApi: EngineApi = { ...api, ...strategiesApi({ job, requireModel, jobView, textOf, idsOf, notify }), ...healing };
 
 Comlink.expose(engineApi);

@@ -27,29 +27,14 @@ import { Model, type RunOptions } from '../engine/model.ts';
 import type { Plan } from '../engine/plan.ts';
 import { decodeToF32, encodeAs, type HostTensor } from '../engine/safetensors.ts';
 import { transposed } from '../engine/weights.ts';
+import { healCutProblem, removedSpans, type Span } from './heal-spans.ts';
 import { LeastSquaresSums, solveRidge } from './linear-fit.ts';
 import { bestWindow, layerSimilarity, type Window } from './similarity.ts';
 
-/** A removed run of blocks [start, end). */
-export interface Span {
-  start: number;
-  end: number;
-}
+export { removedSpans, type Span, spanLabel } from './heal-spans.ts';
 
 /** Relative ridge: λ = DEFAULT_RIDGE · trace(MᵀM) / hidden (chosen on the embedded model, see README). */
 export const DEFAULT_RIDGE = 1e-4;
-
-/** The maximal contiguous runs of a set of block indices, ascending. */
-export function removedSpans(removed: readonly number[]): Span[] {
-  const sorted = [...new Set(removed)].sort((a, b) => a - b);
-  const spans: Span[] = [];
-  for (const i of sorted) {
-    const last = spans[spans.length - 1];
-    if (last && last.end === i) last.end = i + 1;
-    else spans.push({ start: i, end: i + 1 });
-  }
-  return spans;
-}
 
 /** Why healing cannot fold into this model's blocks (the family says), or null when it can. */
 export function healUnavailableReason(spec: ModelSpec): string | null {
@@ -67,16 +52,9 @@ export function checkHealable(spec: ModelSpec, removed: readonly number[]): Span
   for (const i of removed) {
     if (!Number.isInteger(i) || i < 0 || i >= spec.layers) throw new PruneLabError(`block ${i} does not exist (0..${spec.layers - 1})`, { field: 'remove' });
   }
-  const spans = removedSpans(removed);
-  if (spans.length === 0) throw new PruneLabError('nothing to heal: no block is removed', { field: 'remove' });
-  if (spans[0].start === 0) {
-    throw new PruneLabError(`the span ${spanLabel(spans[0])} starts at block 0: there is no block before it to fold the map into, so it cannot be healed`, { field: 'remove' });
-  }
-  return spans;
-}
-
-export function spanLabel(span: Span): string {
-  return span.end - span.start === 1 ? `[${span.start}]` : `[${span.start}–${span.end - 1}]`;
+  const problem = healCutProblem({ blocks: removed });
+  if (problem) throw new PruneLabError(problem, { field: 'remove' });
+  return removedSpans(removed);
 }
 
 export interface SpanHeal {

@@ -5,7 +5,8 @@
  */
 import { zipSync, type Zippable } from 'fflate';
 import { type BlockScore, type Metric, METRICS } from '../analysis/influence.ts';
-import { type SpanHeal, spanLabel } from '../analysis/heal.ts';
+import type { SpanHeal } from '../analysis/heal.ts';
+import { spanLabel } from '../analysis/heal-spans.ts';
 import type { Checkpoint } from '../engine/checkpoint.ts';
 import { PruneLabError } from '../engine/errors.ts';
 import { prunedCheckpointFiles } from './pruned-checkpoint.ts';
