@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // `npm run bench [-- flags]`: PruneLab's engine (WebGPU in Node and in Chromium, CPU reference in Node)
-// side by side with transformers.js running an ONNX export of the same weights (WebGPU and wasm in
-// Chromium, onnxruntime-node CPU), on the embedded model and random-weight SmolLM2-135M / Qwen2.5-0.5B
-// shapes; plus scoring overhead, toggle latency, pruned decode scaling and peak GPU memory.
+// side by side with transformers.js running the same weights (WebGPU and wasm in Chromium,
+// onnxruntime-node CPU) as a fair peer — built the way onnx-community's models are
+// (tools/fair-peer/build_peer.py: fp32, fp16, 4-bit) — and as the older traced graph; on the embedded
+// model and random-weight SmolLM2-135M / Qwen2.5-0.5B shapes; plus scoring overhead, toggle latency,
+// pruned decode scaling, peak GPU memory and the goals of issue 13 ("goals" in the results).
 // Writes bench/results/<stamp>.json, bench/results/latest.json and bench/results/table.md. See bench/README.md.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -10,6 +12,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { cpus, loadavg } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { computeGoals } from './goals.mjs';
 
 const bench = import.meta.dirname;
 const root = join(bench, '..');
@@ -23,8 +26,12 @@ const HELP = `npm run bench [-- options]
   --quick                 embedded model only, small counts (a few minutes)
   --models a,b            embedded, smollm2-135m, qwen2.5-0.5b (default: all three; --quick: embedded)
   --runtimes a,b          ours-webgpu-node, ours-webgpu-chromium, ours-cpu-node, ours-cpu-chromium,
-                          ours-cpu-reference-node, tjs-webgpu-chromium, tjs-wasm-chromium, tjs-cpu-node
-                          (default: all)
+                          ours-cpu-reference-node, tjs-webgpu-chromium, tjs-traced-webgpu-chromium,
+                          tjs-wasm-chromium, tjs-cpu-node (default: all)
+  --peer-variants a,b     fair-peer variants run on transformers.js WebGPU: fp32, fp16, q4, q4f16
+                          (default fp32,fp16,q4,q4f16 for the embedded model, fp32,fp16 for the big shapes)
+  --profile               also time every kernel of a decode step and a prefill with timestamp-query
+                          (our WebGPU rows; achieved GB/s per matmul, fixed vs per-block cost)
   --all                   also run Qwen2.5-0.5B on our WebGPU backend in Chromium (skipped by default
                           for time)
   --prompt N --decode N   embedded model: prompt tokens / decode steps (default 32 / 16; --quick 16 / 4)
@@ -33,7 +40,9 @@ const HELP = `npm run bench [-- options]
   --timeout S             seconds allowed per run (default 900)
   --no-export             do not create missing model folders (their rows say so)
   --chrome PATH           Chromium binary (default $CHROME_PATH or /usr/bin/chromium)
-  --python PATH           Python with torch for the model exports (default $BENCH_PYTHON or /usr/bin/python3)
+  --python PATH           Python for the model exports and the fair peer (torch ≥ 2.9, transformers 5, onnx,
+                          onnxscript, onnxruntime; default $BENCH_PYTHON, else /work/hf/bin/python if present,
+                          else python3). Without one, the rows needing a new export say so and are skipped.
 Environment: BENCH_ARGS is read as extra flags.`;
 
 function parseFlags(argv) {
@@ -42,7 +51,7 @@ function parseFlags(argv) {
     const a = argv[i];
     if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
     const [k, inline] = a.slice(2).split('=', 2);
-    if (['quick', 'all', 'no-export', 'help'].includes(k)) flags[k] = true;
+    if (['quick', 'all', 'no-export', 'help', 'profile'].includes(k)) flags[k] = true;
     else flags[k] = inline ?? argv[++i];
   }
   return flags;
@@ -64,6 +73,7 @@ const ALL_RUNTIMES = [
   'ours-cpu-chromium',
   'ours-cpu-reference-node',
   'tjs-webgpu-chromium',
+  'tjs-traced-webgpu-chromium',
   'tjs-wasm-chromium',
   'tjs-cpu-node',
 ];
@@ -73,10 +83,16 @@ const RUNTIME_TITLES = {
   'ours-cpu-node': 'PruneLab CPU (onnxruntime-node), Node',
   'ours-cpu-chromium': 'PruneLab CPU (onnxruntime-web wasm), Chromium',
   'ours-cpu-reference-node': 'PruneLab CPU reference (TypeScript), Node',
-  'tjs-webgpu-chromium': 'transformers.js WebGPU EP, Chromium',
-  'tjs-wasm-chromium': 'transformers.js wasm, Chromium',
-  'tjs-cpu-node': 'transformers.js onnxruntime-node CPU',
+  'tjs-webgpu-chromium': 'transformers.js WebGPU EP, Chromium, fair peer',
+  'tjs-traced-webgpu-chromium': 'transformers.js WebGPU EP, Chromium, traced graph (fp32, unfused)',
+  'tjs-wasm-chromium': 'transformers.js wasm, Chromium, fair peer',
+  'tjs-cpu-node': 'transformers.js onnxruntime-node CPU, fair peer',
 };
+/** Runtimes that run the fair peer (one row per variant on WebGPU, fp32 elsewhere); the traced row runs bench/.models/<name>/onnx. */
+const FAIR_PEER_RUNTIMES = new Set(['tjs-webgpu-chromium', 'tjs-wasm-chromium', 'tjs-cpu-node']);
+const PEER_VARIANTS = ['fp32', 'fp16', 'q4', 'q4f16'];
+const peerVariantsFlag = flags['peer-variants'] ? flags['peer-variants'].split(',') : null;
+for (const v of peerVariantsFlag ?? []) if (!PEER_VARIANTS.includes(v)) throw new Error(`unknown --peer-variants entry ${v} (${PEER_VARIANTS.join(', ')})`);
 const runtimes = flags.runtimes ? flags.runtimes.split(',') : ALL_RUNTIMES;
 for (const r of runtimes) if (!ALL_RUNTIMES.includes(r)) throw new Error(`unknown runtime ${r} (${ALL_RUNTIMES.join(', ')})`);
 
@@ -124,6 +140,8 @@ const MODELS = {
     shape: '12 blocks × 128, 4/2 heads, vocab 4096, F16',
     engineDir: join(root, 'public', 'models', 'sotu-llama'),
     onnxDir: join(bench, '.models', 'sotu-llama'),
+    peerDir: join(bench, '.models', 'sotu-llama-peer'),
+    peerVariants: peerVariantsFlag ?? ['fp32', 'fp16', 'q4', 'q4f16'],
     prepare: 'onnx',
     sizes: embeddedSizes,
     // runtime → sections (null = skipped by default, with the reason)
@@ -134,6 +152,7 @@ const MODELS = {
       'ours-cpu-chromium': ['throughput', 'scoring'],
       'ours-cpu-reference-node': ['throughput', 'scoring'],
       'tjs-webgpu-chromium': ['throughput'],
+      'tjs-traced-webgpu-chromium': ['throughput'],
       'tjs-wasm-chromium': ['throughput'],
       'tjs-cpu-node': ['throughput'],
     },
@@ -143,6 +162,8 @@ const MODELS = {
     shape: '30 blocks × 576, 9/3 heads, ffn 1536, vocab 49152, random F16',
     engineDir: join(bench, '.models', 'smollm2-135m'),
     onnxDir: join(bench, '.models', 'smollm2-135m'),
+    peerDir: join(bench, '.models', 'smollm2-135m-peer'),
+    peerVariants: peerVariantsFlag ?? ['fp32', 'fp16'],
     prepare: 'random',
     sizes: bigSizes(int(flags['big-prompt'], 16), int(flags['big-decode'], 4)),
     plan: {
@@ -152,6 +173,7 @@ const MODELS = {
       'ours-cpu-chromium': ['throughput'],
       'ours-cpu-reference-node': ['throughput'],
       'tjs-webgpu-chromium': ['throughput'],
+      'tjs-traced-webgpu-chromium': ['throughput'],
       'tjs-wasm-chromium': ['throughput'],
       'tjs-cpu-node': ['throughput'],
     },
@@ -170,6 +192,8 @@ const MODELS = {
     shape: '24 blocks × 896, 14/2 heads, ffn 4864, vocab 151936, qkv bias, random F16',
     engineDir: join(bench, '.models', 'qwen2.5-0.5b'),
     onnxDir: null,
+    peerDir: null,
+    peerVariants: [],
     prepare: 'random-weights',
     sizes: bigSizes(int(flags['big-prompt'], 4), int(flags['big-decode'], 1)),
     plan: {
@@ -179,6 +203,7 @@ const MODELS = {
       'ours-cpu-chromium': null,
       'ours-cpu-reference-node': null,
       'tjs-webgpu-chromium': null,
+      'tjs-traced-webgpu-chromium': null,
       'tjs-wasm-chromium': null,
       'tjs-cpu-node': null,
     },
@@ -193,7 +218,8 @@ const MODELS = {
       'ours-cpu-reference-node': 'time budget: the TypeScript reference takes minutes per step at this size (the fast CPU row is the one to compare)',
       'ours-cpu-chromium': 'time budget, and ~2.4 GB of f32 weights in the page (no transformers.js row to compare with either)',
       'tjs-webgpu-chromium':
-        'time budget: no ONNX export made — the fp32 export is ~2.5 GB (tied head stored twice) and transformers.js WebGPU on SwiftShader already takes ~10–18 s per decode step on the 135M shape (~3.7× fewer weights; see its row)',
+        'time budget: no fair peer built — the fp32 export is ~2.5 GB (head stored apart from the embedding) and transformers.js WebGPU on SwiftShader already takes seconds per decode step on the 135M shape (~3.7× fewer weights; see its rows)',
+      'tjs-traced-webgpu-chromium': 'no traced export made (~2.5 GB fp32; time budget, see the fair-peer row)',
       'tjs-wasm-chromium': 'no ONNX export made (~2.5 GB fp32; time budget, see the WebGPU row); the page would also have to hold 2.5 GB of wasm memory',
       'tjs-cpu-node': 'no ONNX export made (~2.5 GB fp32, several minutes of torch export on 2 cores): time budget',
     },
@@ -236,8 +262,51 @@ function fileDigest(path) {
   return h.digest('hex').slice(0, 16);
 }
 
-// torch for the exports: --python, $BENCH_PYTHON, else Debian's python3 (python3-torch)
-const python = flags.python ?? process.env.BENCH_PYTHON ?? '/usr/bin/python3';
+// Python for the exports: --python, $BENCH_PYTHON, else the dev venv (/work/hf) when present, else python3
+const python = flags.python ?? process.env.BENCH_PYTHON ?? (existsSync('/work/hf/bin/python') ? '/work/hf/bin/python' : 'python3');
+const PEER_MODULES = ['torch', 'transformers', 'onnx', 'onnxscript', 'onnxruntime.transformers.optimizer', 'onnxruntime.quantization.matmul_nbits_quantizer'];
+let peerPythonProblem;
+/** Why the fair peer cannot be built here (null when python has everything build_peer.py imports). */
+function peerPython() {
+  if (peerPythonProblem !== undefined) return peerPythonProblem;
+  const r = spawnSync(python, ['-c', `import ${PEER_MODULES.join(', ')}; import transformers as t, torch; assert int(t.__version__.split('.')[0]) >= 5, t.__version__`], {
+    encoding: 'utf8',
+  });
+  peerPythonProblem =
+    r.status === 0
+      ? null
+      : `no Python to build the fair peer (${python} cannot import ${PEER_MODULES.join(', ')} with transformers ≥ 5: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}); pass --python / $BENCH_PYTHON`;
+  return peerPythonProblem;
+}
+
+/**
+ * The fair peer's folder (tools/fair-peer/build_peer.py), rebuilt when the checkpoint or the build script
+ * changed or a wanted variant is missing; returns null or why it is not there.
+ */
+function preparePeer(name) {
+  const m = MODELS[name];
+  if (!m.peerDir) return 'no fair peer for this shape';
+  const weights = join(m.engineDir, 'model.safetensors');
+  if (!existsSync(weights)) return `no model at ${relative(root, m.engineDir)}`;
+  const script = join(root, 'tools', 'fair-peer', 'build_peer.py');
+  const variants = [...new Set(['fp32', ...m.peerVariants])];
+  const digest = `${fileDigest(weights)}-${fileDigest(script)}`;
+  const stampPath = join(m.peerDir, '.bench-source.json');
+  const stamp = existsSync(stampPath) ? JSON.parse(readFileSync(stampPath, 'utf8')) : null;
+  const file = (v) => join(m.peerDir, 'onnx', v === 'fp32' ? 'model.onnx' : `model_${v}.onnx`);
+  if (stamp?.digest === digest && variants.every((v) => existsSync(file(v)))) return null;
+  if (flags['no-export']) return 'no (current) fair peer and --no-export given';
+  const problem = peerPython();
+  if (problem) return problem;
+  log(`# building the fair peer of ${relative(root, m.engineDir)} (${variants.join(', ')}) in ${relative(root, m.peerDir)}`);
+  rmSync(m.peerDir, { recursive: true, force: true });
+  const t = Date.now();
+  const r = spawnSync(python, [script, m.engineDir, m.peerDir, '--variants', variants.join(','), '--check'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  log(`# fair peer of ${name}: ${((Date.now() - t) / 1000).toFixed(0)} s`);
+  if (r.status !== 0 || !variants.every((v) => existsSync(file(v)))) return `building the fair peer failed (exit ${r.status}; see the log above)`;
+  writeFileSync(stampPath, JSON.stringify({ digest, variants }));
+  return null;
+}
 
 /** Makes the model folders a model needs; returns { engine: reason|null, onnx: reason|null }. */
 async function prepareModel(name) {
@@ -245,7 +314,7 @@ async function prepareModel(name) {
   const missing = { engine: null, onnx: null };
   const stamp = (dir) => join(dir, '.bench-source.json');
   const haveOnnx = (dir) => existsSync(join(dir, 'onnx', 'model.onnx'));
-  const exportHint = `needs ${python} with torch (Debian python3-torch, or --python / $BENCH_PYTHON) to export`;
+  const exportHint = `needs ${python} with torch (--python / $BENCH_PYTHON) to export`;
   if (m.prepare === 'onnx') {
     if (!existsSync(join(m.engineDir, 'model.safetensors'))) missing.engine = `no model at ${relative(root, m.engineDir)}`;
     if (missing.engine) {
@@ -350,6 +419,7 @@ async function main() {
   for (const name of modelNames) {
     mounts[`/models/${name}/`] = MODELS[name].engineDir;
     if (MODELS[name].onnxDir) mounts[`/models/${name}-onnx/`] = MODELS[name].onnxDir;
+    if (MODELS[name].peerDir) mounts[`/models/${name}-peer/`] = MODELS[name].peerDir;
   }
 
   try {
@@ -357,27 +427,36 @@ async function main() {
       const m = MODELS[name];
       log(`\n## ${name}: ${m.shape}`);
       const prep = await prepareModel(name);
-      for (const runtime of runtimes) {
+      const wantsPeer = runtimes.some((r) => FAIR_PEER_RUNTIMES.has(r) && m.plan[r]);
+      const peerMissing = wantsPeer ? preparePeer(name) : null;
+      // one row per (runtime, variant): the fair peer on WebGPU runs each variant; other peer rows fp32
+      const rows = runtimes.flatMap((runtime) =>
+        runtime === 'tjs-webgpu-chromium' && m.plan[runtime]
+          ? m.peerVariants.map((variant) => ({ runtime, variant }))
+          : [{ runtime, variant: FAIR_PEER_RUNTIMES.has(runtime) ? 'fp32' : runtime === 'tjs-traced-webgpu-chromium' ? 'traced-fp32' : null }],
+      );
+      for (const { runtime, variant } of rows) {
         const sections = m.plan[runtime];
-        const run = { model: name, runtime, sections, sizes: { ...m.sizes, ...(m.sizeOverrides?.[runtime] ?? {}) }, sectionReason: m.sectionReason?.[runtime] ?? null };
+        const run = { model: name, runtime, variant, sections, sizes: { ...m.sizes, ...(m.sizeOverrides?.[runtime] ?? {}) }, sectionReason: m.sectionReason?.[runtime] ?? null };
         results.runs.push(run);
         const isTjs = runtime.startsWith('tjs-');
         const isChromium = runtime.endsWith('-chromium');
+        const label = variant ? `${runtime} [${variant}]` : runtime;
         run.skipped =
           sections === null
             ? (m.skipReason?.[runtime] ?? 'skipped by default')
             : isTjs
-              ? (tjsMissing ?? prep.onnx ?? (m.onnxDir ? null : 'no ONNX export for this shape'))
+              ? (tjsMissing ?? (FAIR_PEER_RUNTIMES.has(runtime) ? peerMissing : (prep.onnx ?? (m.onnxDir ? null : 'no ONNX export for this shape'))))
               : prep.engine;
         run.skipped ??= isChromium ? chromiumMissing : runtime === 'ours-webgpu-node' ? nodeWebGpuMissing : null;
         if (run.skipped) {
-          log(`# ${runtime}: not run — ${run.skipped}`);
+          log(`# ${label}: not run — ${run.skipped}`);
           continue;
         }
-        log(`# ${runtime} (${sections.join(', ')})`);
+        log(`# ${label} (${sections.join(', ')})`);
         run.loadAverage1m = Number(loadavg()[0].toFixed(2));
         const t = Date.now();
-        const config = { sections, ...run.sizes };
+        const config = { sections, ...run.sizes, profile: !!flags.profile };
         const rowTimeoutMs = Math.min(timeoutMs, (m.rowTimeout?.[runtime] ?? Number.POSITIVE_INFINITY) * 1000);
         try {
           if (runtime === 'ours-webgpu-node' || runtime === 'ours-cpu-node' || runtime === 'ours-cpu-reference-node') {
@@ -388,12 +467,12 @@ async function main() {
             });
             run.result = parseResult(r, rowTimeoutMs);
           } else if (runtime === 'tjs-cpu-node') {
-            const vocab = JSON.parse(readFileSync(join(m.onnxDir, 'config.json'), 'utf8')).vocab_size;
+            const vocab = JSON.parse(readFileSync(join(m.peerDir, 'config.json'), 'utf8')).vocab_size;
             const r = await runProcess(
               process.execPath,
               [
                 join(bench, 'tjs-node.mjs'),
-                JSON.stringify({ modelsDir: join(m.onnxDir, '..'), config: { ...config, model: relative(join(m.onnxDir, '..'), m.onnxDir), device: 'cpu', vocab } }),
+                JSON.stringify({ modelsDir: join(m.peerDir, '..'), config: { ...config, model: relative(join(m.peerDir, '..'), m.peerDir), device: 'cpu', dtype: variant, vocab } }),
               ],
               { timeout: rowTimeoutMs },
             );
@@ -411,9 +490,11 @@ async function main() {
               const backend = runtime === 'ours-cpu-chromium' ? 'cpu' : 'webgpu';
               run.result = await runInPage(browser, `${server.url}/engine.html`, 'runEngineBench', [name, { ...config, backend }], { timeoutMs: rowTimeoutMs, log });
             } else {
-              const vocab = JSON.parse(readFileSync(join(m.onnxDir, 'config.json'), 'utf8')).vocab_size;
-              const device = runtime === 'tjs-webgpu-chromium' ? 'webgpu' : 'wasm';
-              run.result = await runInPage(browser, `${server.url}/tjs.html`, 'runTjsBench', [{ ...config, model: `${name}-onnx`, device, vocab }], {
+              const traced = runtime === 'tjs-traced-webgpu-chromium';
+              const vocab = JSON.parse(readFileSync(join(traced ? m.onnxDir : m.peerDir, 'config.json'), 'utf8')).vocab_size;
+              const device = runtime === 'tjs-wasm-chromium' ? 'wasm' : 'webgpu';
+              const model = traced ? `${name}-onnx` : `${name}-peer`;
+              run.result = await runInPage(browser, `${server.url}/tjs.html`, 'runTjsBench', [{ ...config, model, device, dtype: traced ? 'fp32' : variant, vocab }], {
                 timeoutMs: rowTimeoutMs,
                 log,
               });
@@ -423,14 +504,15 @@ async function main() {
           run.result = { error: e.message };
         }
         run.seconds = Math.round((Date.now() - t) / 100) / 10;
-        if (run.result?.error) log(`# ${runtime}: ERROR ${run.result.error}`);
-        log(`# ${runtime}: ${run.seconds} s`);
+        if (run.result?.error) log(`# ${label}: ERROR ${run.result.error}`);
+        log(`# ${label}: ${run.seconds} s`);
       }
     }
   } finally {
     await browser?.close().catch(() => {});
     await server?.close();
   }
+  results.goals = computeGoals(results, modelNames);
   results.meta.totalSeconds = Math.round((Date.now() - started) / 1000);
   results.meta.loadAverageAtEnd = loadavg().map((x) => Number(x.toFixed(2)));
 
@@ -447,4 +529,8 @@ async function main() {
 }
 
 await main();
-process.exit(0);
+// A selected row that errored makes the run a failure (rows skipped by design or for a stated reason do not).
+const errored = results.runs.filter((r) => r.result?.error);
+for (const r of errored) log(`ERROR ${r.model} / ${r.runtime}: ${r.result.error}`);
+if (errored.length > 0) log(`\n${errored.length} of ${results.runs.length} rows failed`);
+process.exit(errored.length > 0 ? 1 : 0);

@@ -10,7 +10,8 @@
 // Environment: CHROME_PATH (default /usr/bin/chromium); PRUNELAB_E2E_BACKENDS = the passes to run (default
 // cpu,webgpu); PRUNELAB_NO_WEBGPU=1 skips (and counts) every webgpu check, for a machine with no WebGPU path;
 // PRUNELAB_SKIP_BUILD=1 to reuse dist/; SCREENSHOT_DIR (default test-results/browser) for the screenshots the
-// checks take; PRUNELAB_CHECKS = a substring filter on names (a filter that matches nothing is a failure).
+// checks take; PRUNELAB_CHECKS = a substring filter on names, PRUNELAB_CHECK_FILES = comma-separated
+// substrings of the module file names to run (a filter that matches nothing is a failure).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,8 +57,9 @@ async function main() {
   const screenshotDir = process.env.SCREENSHOT_DIR || join(root, 'test-results', 'browser');
   mkdirSync(screenshotDir, { recursive: true });
 
+  const files = process.env.PRUNELAB_CHECK_FILES?.split(',').filter(Boolean);
   const modules = readdirSync(import.meta.dirname)
-    .filter((f) => f.endsWith('.checks.mjs'))
+    .filter((f) => f.endsWith('.checks.mjs') && (!files || files.some((part) => f.includes(part))))
     .sort();
   const filter = process.env.PRUNELAB_CHECKS;
   /** One pass = one module on one backend; its checks are those the filter and the backends select. */
@@ -79,7 +81,9 @@ async function main() {
     }
   }
   if (suites.length === 0) {
-    console.log(`not ok - no check selected (PRUNELAB_CHECKS=${filter ?? ''}, PRUNELAB_E2E_BACKENDS=${wantedBackends.join(',')}${noWebGpu ? ', PRUNELAB_NO_WEBGPU=1' : ''})`);
+    console.log(
+      `not ok - no check selected (PRUNELAB_CHECK_FILES=${files?.join(',') ?? ''}, PRUNELAB_CHECKS=${filter ?? ''}, PRUNELAB_E2E_BACKENDS=${wantedBackends.join(',')}${noWebGpu ? ', PRUNELAB_NO_WEBGPU=1' : ''})`,
+    );
     console.log(`0 passed, 1 failed, ${skipped} skipped`);
     return 1;
   }

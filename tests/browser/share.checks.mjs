@@ -7,6 +7,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { unzipSync } from 'fflate';
+import { assertBackend } from './lab-page.mjs';
+
+/** The link round trip runs on both backends; export, hostile links, screenshots and the hub on the CPU only. */
+export const backends = ['cpu', 'webgpu'];
 
 const MODEL_DIR = 'public/models/sotu-llama';
 const EVALUATION = 'public/calibration/moby-dick-eval.txt';
@@ -101,13 +105,14 @@ const METRICS = ['bi', 'angular', 'relMagnitude'];
 export const checks = [
   {
     name: 'share: score, cut 3 blocks, change metric and prompt, then Copy link gives a link to that experiment',
-    timeout: 60_000,
-    async run({ author, shared }) {
+    timeout: 150_000,
+    async run({ author, shared, backend }) {
       const { page } = author;
       await waitModel(page);
       assert.equal(await page.getByTestId('cal-seqlen').inputValue(), String(SCORE.seqLen));
       await page.getByTestId('score-button').click();
-      await page.waitForSelector('[data-testid=score-controls][data-state=done]', { timeout: 40_000 });
+      await assertBackend(page, backend);
+      await page.waitForSelector('[data-testid=score-controls][data-state=done]', { timeout: 120_000 });
       await page.getByTestId('lowest-slider').fill(String(CUT));
       // The slider means "the 3 lowest by the metric shown": switching to angular re-picks them.
       await page.getByTestId('metric-angular').click();
@@ -131,6 +136,7 @@ export const checks = [
   {
     name: 'export: the pruned-model zip, loaded by `prunelab ppl`, gives the app’s pruned perplexity (1e-4 relative)',
     timeout: 60_000,
+    backends: ['cpu'],
     async run({ author, shared, run }) {
       const { page } = author;
       await waitCompareIdle(page, removalKey(shared.removed), 50_000);
@@ -174,6 +180,7 @@ export const checks = [
   {
     name: 'export: JSON and CSV hold the chart’s numbers; SVG and PNG hold the chart',
     timeout: 30_000,
+    backends: ['cpu'],
     async run({ author, shared, screenshotDir }) {
       const { page } = author;
       const bars = await readBars(page);
@@ -210,7 +217,7 @@ export const checks = [
   },
   {
     name: 'share: the link in a fresh profile draws the same scores before the model has loaded, then the same cuts, metric and prompt',
-    timeout: 45_000,
+    timeout: 90_000,
     async run({ browser, contexts, shared, backend, screenshotDir }) {
       assert.ok(shared.link, 'the previous check made a link');
       const fresh = await newPage(browser);
@@ -247,6 +254,7 @@ export const checks = [
       assert.deepEqual(earlyCuts, shared.removed, 'the chart marks the same blocks cut before the model loads');
       release();
       await waitModel(fresh.page);
+      await assertBackend(fresh.page, backend);
       assert.equal(await fresh.page.getByTestId('removal-summary').getAttribute('data-removed-blocks'), shared.removed.join(','));
       const cells = await fresh.page.$$eval('[data-testid=block-cell][data-cut=block]', (els) => els.map((e) => Number(e.dataset.index)));
       assert.deepEqual(cells, shared.removed, 'the block strip shows the same cuts');
@@ -287,6 +295,7 @@ export const checks = [
   {
     name: 'share: a hostile link (script in the prompt, bad block numbers, wrong types, garbage scores) shows a notice and a working lab',
     timeout: 30_000,
+    backends: ['cpu'],
     async run({ browser, baseUrl, contexts, backend }) {
       const hostile = await newPage(browser);
       contexts.push(hostile.context);
@@ -338,6 +347,7 @@ export const checks = [
   {
     name: 'share: screenshots of the lab with Share and export at 1280×800, light and dark',
     timeout: 20_000,
+    backends: ['cpu'],
     async run({ author, screenshotDir }) {
       const { page } = author;
       await page.getByTestId('copy-link').click();
@@ -356,6 +366,7 @@ export const checks = [
   {
     name: 'hub: the size is shown before downloading; confirmed, it loads with progress, is cached, listed with its size and deleted',
     timeout: 40_000,
+    backends: ['cpu'],
     async run({ author, root, screenshotDir }) {
       const { page, context } = author;
       const repo = 'prunelab-test/sotu-llama';
