@@ -93,6 +93,8 @@ class LabState {
   scoreSummary = $state.raw<{ tokens: number; sequences: number; ms: number; complete: boolean } | null>(null);
   metric = $state<Metric>('bi');
   order = $state<'depth' | 'rank'>('depth');
+  /** The block under the pointer or keyboard focus in the chart (its numbers go into the formula note). */
+  hoveredBlock = $state<number | null>(null);
   logScale = $state(false);
   /**
    * Error bars and the scores array they belong to (by identity: once lab.scores is replaced they no

@@ -183,6 +183,131 @@ export const checks = [
     },
   },
   {
+    name: 'teach: presenter: a link ending in &present opens one panel at a time in large type at 1280×720; arrow keys step, Esc leaves (screenshots)',
+    timeout: 90_000,
+    async run({ browser, contexts, shared, backend, screenshotDir }) {
+      assert.ok(shared.link, 'the phone check made a link');
+      const room = await newPage(browser, { viewport: { width: 1280, height: 720 } });
+      contexts.push(room.context);
+      const { page } = room;
+      const url = new URL(shared.link);
+      url.searchParams.set('backend', backend);
+      await page.goto(`${url.href}&present`);
+      const presenter = page.getByTestId('presenter');
+      await presenter.waitFor({ timeout: 20_000 });
+      await page.waitForFunction(() => document.querySelectorAll('[data-testid=bar][data-bi]').length === 12, null, { timeout: 20_000 });
+      assert.equal(await page.getByTestId('tour').count(), 0, 'no tour over a presentation');
+      const visible = (id) =>
+        page.evaluate((id) => {
+          const el = document.querySelector(`[data-testid=${id}]`);
+          return !!el && el.getClientRects().length > 0;
+        }, id);
+      /** On-screen height of the chart's axis numbers, in pixels (after the presenter's zoom). */
+      const tickHeight = () =>
+        page.evaluate(() =>
+          Math.min(...[...document.querySelectorAll('[data-testid=influence-chart] .axis text')].map((t) => t.getBoundingClientRect().height).filter((h) => h > 0)),
+        );
+      const noSideScroll = () => page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth);
+      const slides = [];
+      const expectations = {
+        chart: { shown: ['influence-chart', 'formula-note'], hidden: ['compare-panel', 'status-bar', 'sweep-panel', 'block-strip'] },
+        cut: { shown: ['influence-chart', 'block-strip', 'pruning-controls'], hidden: ['compare-panel', 'status-bar'] },
+        compare: { shown: ['output-original', 'output-pruned', 'ppl-pruned'], hidden: ['influence-chart', 'status-bar', 'sweep-panel', 'prompt'] },
+        sweep: { shown: ['sweep-chart', 'sweep-run'], hidden: ['influence-chart', 'compare-panel', 'status-bar', 'sweep-max-removed'] },
+      };
+      await waitModel(page).catch(() => {});
+      for (let n = 1; n <= 4; n++) {
+        const id = await presenter.getAttribute('data-slide');
+        slides.push(id);
+        await page.waitForTimeout(300);
+        for (const testId of expectations[id].shown) assert.ok(await visible(testId), `${id}: ${testId} is shown`);
+        for (const testId of expectations[id].hidden) assert.equal(await visible(testId), false, `${id}: ${testId} is hidden`);
+        assert.ok(await noSideScroll(), `${id}: nothing wider than the screen`);
+        if (id === 'chart') {
+          const h = await tickHeight();
+          assert.ok(h >= 15, `axis numbers are ${h.toFixed(1)} px tall on screen (11 px unzoomed); a projector needs ≥ 15`);
+        }
+        if (id === 'compare') await page.waitForFunction(() => document.querySelector('[data-testid=ppl-pruned]')?.hasAttribute('data-ppl'), null, { timeout: 60_000 });
+        await page.screenshot({ path: join(screenshotDir, `presenter-1280x720-${n}-${id}.png`) });
+        await page.keyboard.press('ArrowRight');
+      }
+      assert.deepEqual(slides, ['chart', 'cut', 'compare', 'sweep']);
+      await page.keyboard.press('ArrowLeft');
+      await page.waitForFunction(() => document.querySelector('[data-testid=presenter]')?.getAttribute('data-slide') === 'compare', null, { timeout: 5_000 });
+      await page.keyboard.press('Escape');
+      await presenter.waitFor({ state: 'detached', timeout: 5_000 });
+      assert.ok((await visible('status-bar')) && (await visible('influence-chart')) && (await visible('compare-panel')), 'Esc gives the whole lab back');
+      assert.ok(!(await page.evaluate(() => location.hash.includes('present'))), 'the flag is not part of the experiment in the address bar');
+      assert.deepEqual(room.pageErrors, []);
+      await room.context.close();
+    },
+  },
+  {
+    name: 'teach: tour: opens by itself on a first visit and steps to its end with the keyboard alone, then stays closed (screenshots of every step)',
+    timeout: 120_000,
+    async run({ browser, baseUrl, backend, contexts, screenshotDir }) {
+      // A first visit by a person: no tour-seen flag, and not an automated browser (the tour stays shut for those).
+      const fresh = await newPage(browser, { viewport: { width: 1280, height: 800 } });
+      contexts.push(fresh.context);
+      await fresh.context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'webdriver', { get: () => false }));
+      const { page } = fresh;
+      await page.goto(`${baseUrl}?backend=${backend}${startHash()}`);
+      const tour = page.getByTestId('tour');
+      await tour.waitFor({ timeout: 20_000 });
+      await waitModel(page);
+      const focusedId = () => page.evaluate(() => document.activeElement?.getAttribute('data-testid'));
+      assert.equal(await focusedId(), 'tour-next', 'focus starts on Next');
+      const steps = [];
+      for (let n = 1; n <= 10; n++) {
+        await page.waitForFunction((n) => document.querySelector('[data-testid=tour]')?.getAttribute('data-step') === String(n), n, { timeout: 5_000 });
+        const id = await tour.getAttribute('data-step-id');
+        steps.push(id);
+        // The steps that act do it from the keyboard too: Score now, Cut the 3 lowest.
+        if (id === 'vector') {
+          for (let tab = 0; tab < 5 && (await focusedId()) !== 'tour-score'; tab++) await page.keyboard.press('Tab');
+          assert.equal(await focusedId(), 'tour-score', 'Tab reaches Score now inside the card');
+          await page.keyboard.press('Enter');
+          await page.waitForSelector('[data-testid=score-controls][data-state=done]', { timeout: 60_000 });
+          await page.waitForSelector('[data-testid=tour-cos-lowest]', { timeout: 5_000 });
+          const cos = Number(await page.getByTestId('tour-cos-lowest').textContent());
+          const bi = await page.$$eval('[data-testid=bar]', (els) => Math.min(...els.map((e) => Number(e.dataset.bi))));
+          assert.ok(Math.abs(cos - (1 - bi)) < 1e-4, `the card's cos ${cos} is 1 − the lowest BI ${bi}`);
+          await page.getByTestId('tour-next').focus();
+        }
+        if (id === 'cut') {
+          await page.getByTestId('tour-cut').focus();
+          await page.keyboard.press('Enter');
+          await page.waitForFunction(() => document.querySelector('[data-testid=removal-summary]')?.getAttribute('data-removed-blocks')?.split(',').length === 3, null, {
+            timeout: 5_000,
+          });
+          await page.getByTestId('tour-next').focus();
+        }
+        await page.waitForTimeout(250);
+        await page.screenshot({ path: join(screenshotDir, `tour-${n}-${id}.png`) });
+        const next = await page.getByTestId('tour-next').textContent();
+        await page.keyboard.press('Enter');
+        if (next.trim() === 'Done') break;
+      }
+      assert.deepEqual(steps, ['stack', 'vector', 'formula', 'cut', 'compare', 'sweep']);
+      await tour.waitFor({ state: 'detached', timeout: 5_000 });
+      assert.equal(await page.evaluate(() => localStorage.getItem('prunelab.tour.seen')), '1', 'remembered as seen');
+      await page.reload();
+      await waitModel(page);
+      assert.equal(await page.getByTestId('tour').count(), 0, 'a second visit opens no tour');
+      // The Tour button opens it again, by keyboard; Esc closes it.
+      await page.getByTestId('tour-open').focus();
+      await page.keyboard.press('Enter');
+      await tour.waitFor({ timeout: 5_000 });
+      await page.keyboard.press('ArrowRight');
+      await page.waitForFunction(() => document.querySelector('[data-testid=tour]')?.getAttribute('data-step') === '2', null, { timeout: 5_000 });
+      await page.keyboard.press('Escape');
+      await tour.waitFor({ state: 'detached', timeout: 5_000 });
+      assert.equal(await focusedId(), 'tour-open', 'focus returns to the Tour button');
+      assert.deepEqual(fresh.pageErrors, []);
+      await fresh.context.close();
+    },
+  },
+  {
     name: 'teach: hand-off: no uncaught errors in the pages',
     async run({ pageErrors }) {
       assert.deepEqual(pageErrors, []);
