@@ -82,6 +82,29 @@ export function syntheticIds(count: number, vocab: number, seed: number): number
   return out;
 }
 
+/** Bytes of every distinct tensor reachable from a weights object (a tied tensor counted once). */
+function tensorBytes(root: unknown, seen = new Set<unknown>()): number {
+  if (!root || typeof root !== 'object' || seen.has(root)) return 0;
+  seen.add(root);
+  if ('bytes' in root && (root as { bytes: unknown }).bytes instanceof Uint8Array && 'dtype' in root) return (root as { bytes: Uint8Array }).bytes.byteLength;
+  let sum = 0;
+  for (const v of Object.values(root)) sum += tensorBytes(v, seen);
+  return sum;
+}
+
+/**
+ * What one decode step reads from the checkpoint's weights: every kept block's tensors, plus a fixed part
+ * (the lm head matrix, the final norm, one embedding row and one learned-position row). bytes-ideal for
+ * k removed blocks = (fixed + kept blocks' bytes) / (fixed + all blocks' bytes).
+ */
+export function decodeBytes(checkpoint: Checkpoint): { blocks: number[]; fixed: number } {
+  const w = checkpoint.weights;
+  const blocks = w.blocks.map((b) => tensorBytes(b));
+  const row = (t: { bytes: Uint8Array; shape: number[] }) => t.bytes.byteLength / Math.max(1, t.shape[0]);
+  const fixed = tensorBytes(w.lmHead) + tensorBytes(w.finalNorm) + row(w.embed) + (w.positions ? row(w.positions) : 0);
+  return { blocks, fixed };
+}
+
 function weightFileBytes(checkpoint: Checkpoint): number {
   let bytes = 0;
   for (const f of checkpoint.files) for (const t of f.tensors.values()) bytes += t.bytes.byteLength;
@@ -94,21 +117,28 @@ interface Timed {
   tokens: number[];
 }
 
-/** Greedy generation with the backend directly, so prefill and each decode step are timed apart. */
+/**
+ * Greedy generation with the backend directly, so prefill and each decode step are timed apart. WebGPU
+ * picks the token on the device (`pick: 'argmax'`, logits 'none': one id read back per step), as
+ * Model.generate does for greedy decoding; the CPU backends return the logits row.
+ */
 async function generateTimed(backend: Backend, prompt: number[], plan: Plan, steps: number): Promise<Timed> {
   const runPlan = withCapture(plan, 'none');
   const cache = backend.createCache(prompt.length + steps + 1, runPlan);
+  const onDevice = backend.info.kind === 'webgpu';
+  const step = async (ids: number[]) => {
+    const r = await backend.forward({ ids, plan: runPlan, logits: onDevice ? 'none' : 'last', cache, ...(onDevice ? { pick: 'argmax' as const } : {}) });
+    return r.picked ?? argmax(r.logits as Float32Array);
+  };
   try {
     const t0 = now();
-    const first = await backend.forward({ ids: prompt, plan: runPlan, logits: 'last', cache });
-    let next = argmax(first.logits as Float32Array);
+    let next = await step(prompt);
     const prefillMs = now() - t0;
     const tokens = [next];
     const stepMs: number[] = [];
     for (let i = 0; i < steps; i++) {
       const t = now();
-      const r = await backend.forward({ ids: [next], plan: runPlan, logits: 'last', cache });
-      next = argmax(r.logits as Float32Array);
+      next = await step([next]);
       stepMs.push(now() - t);
       tokens.push(next);
     }
@@ -149,6 +179,8 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
   const spec = checkpoint.spec;
   const L = spec.layers;
   const fileBytes = weightFileBytes(checkpoint);
+  // streamed checkpoints bind blocks lazily; the bench loads resident models, so every block is here
+  const bytes = checkpoint.weights.blocks.length === spec.layers ? decodeBytes(checkpoint) : null;
   out.model = {
     label: checkpoint.label,
     family: spec.family,
@@ -161,6 +193,7 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
     dtypes: checkpoint.dtypes,
     checkpointWeightBytes: fileBytes,
     backendWeightBytes: backend.info.weightBytes,
+    decodeBytes: bytes ? { fixed: bytes.fixed, perBlock: bytes.blocks } : null,
   };
   out.device = backend.info.description;
   out.load = { readMs: round(readMs, 1), createBackendMs: round(createMs, 1) };
@@ -207,6 +240,7 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
         tokens,
         /** WebGPU: dispatches recorded by the last forward (a decode step). */
         dispatchesPerDecodeStep: dispatches(backend),
+        pickedOnDevice: backend.info.kind === 'webgpu',
       };
       log(`throughput: prefill ${config.prompt} tok ${prefillMs.toFixed(1)} ms, decode ${stepMs.toFixed(1)} ms/token`);
     }
@@ -329,6 +363,8 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
         const ratio = ms / fullMs;
         const ratioMedian = median(samples.get(p.k) ?? []) / fullMedian;
         const ideal = (L - p.k) / L;
+        const all = bytes ? bytes.fixed + bytes.blocks.reduce((a, b) => a + b, 0) : Number.NaN;
+        const bytesIdeal = bytes ? (all - p.removed.reduce((a, i) => a + bytes.blocks[i], 0)) / all : Number.NaN;
         const d = stepDispatches.get(p.k);
         const d0 = stepDispatches.get(0);
         return {
@@ -342,6 +378,9 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
           deviation: round(ratio / ideal - 1, 4),
           ratioMedian: round(ratioMedian, 4),
           deviationMedian: round(ratioMedian / ideal - 1, 4),
+          bytesIdeal: round(bytesIdeal, 4),
+          bytesDeviation: round(ratio / bytesIdeal - 1, 4),
+          bytesDeviationMedian: round(ratioMedian / bytesIdeal - 1, 4),
         };
       });
       // least-squares fit ms = fixed + perBlock × blocks, to show how much of a step does not scale with L

@@ -503,6 +503,12 @@ async function main() {
         } catch (e) {
           run.result = { error: e.message };
         }
+        if (run.result?.skipped) {
+          // the row found at run time that it cannot run here (e.g. an fp16 model without shader-f16)
+          run.skipped = run.result.skipped;
+          delete run.result;
+          log(`# ${label}: not run — ${run.skipped}`);
+        }
         run.seconds = Math.round((Date.now() - t) / 100) / 10;
         if (run.result?.error) log(`# ${label}: ERROR ${run.result.error}`);
         log(`# ${label}: ${run.seconds} s`);

@@ -10,6 +10,14 @@ const PEER = {
   'ours-cpu-reference-node': 'tjs-cpu-node',
 };
 const PEER_SHORT = { 'tjs-webgpu-chromium': 'tjs WebGPU', 'tjs-cpu-node': 'tjs CPU', 'tjs-wasm-chromium': 'tjs wasm' };
+/** Variant labels of the transformers.js rows (bench/run.mjs: the fair peer's dtype, or the traced graph). */
+const VARIANT = {
+  fp32: 'fair peer fp32',
+  fp16: 'fair peer fp16',
+  q4: 'fair peer 4-bit (MatMulNBits, fp32 activations)',
+  q4f16: 'fair peer 4-bit (MatMulNBits, fp16 activations)',
+  'traced-fp32': 'traced graph fp32',
+};
 const CPU_ROWS = new Set(['ours-cpu-node', 'ours-cpu-chromium', 'ours-cpu-reference-node']);
 
 const WARMUP = { full: 'one full untimed run', prompt: 'the same prompt + 1 step', short: 'a 4-token prompt + 2 steps', minimal: 'a 2-token prompt + 1 step' };
@@ -40,12 +48,23 @@ function sectionReason(run, section) {
 export function renderTable(results, { RUNTIME_TITLES }) {
   const { meta, runs } = results;
   const title = (r) => RUNTIME_TITLES[r] ?? r;
+  const rowTitle = (run) => (run.variant && run.runtime === 'tjs-webgpu-chromium' ? `${title(run.runtime)} — ${VARIANT[run.variant] ?? run.variant}` : title(run.runtime));
   const byModel = new Map();
   for (const run of runs) {
     if (!byModel.has(run.model)) byModel.set(run.model, []);
     byModel.get(run.model).push(run);
   }
   const find = (model, runtime) => byModel.get(model)?.find((r) => r.runtime === runtime);
+  /** The peer row a ratio is taken against: transformers.js WebGPU's fair peer in the weights' precision (fp16 for F16 weights) where it ran, else fp32. */
+  const peerRow = (model, runtime, dtypes) => {
+    if (runtime !== 'tjs-webgpu-chromium') return find(model, runtime);
+    const order = (dtypes ?? []).includes('F16') ? ['fp16', 'fp32'] : ['fp32', 'fp16'];
+    for (const v of order) {
+      const r = byModel.get(model)?.find((x) => x.runtime === runtime && x.variant === v);
+      if (r?.result?.throughput) return r;
+    }
+    return byModel.get(model)?.find((x) => x.runtime === runtime && x.variant === 'fp32');
+  };
   const adapter = runs.map((r) => r.result?.device).find((d) => typeof d === 'string' && d.startsWith('WebGPU')) ?? 'WebGPU adapter (none measured)';
   const out = [];
   out.push(`# PruneLab benchmark — ${meta.date}`);
@@ -70,8 +89,11 @@ export function renderTable(results, { RUNTIME_TITLES }) {
       'Our engine computes logits for the last position only; the ONNX graph computes them for every prompt position.',
   );
   out.push(
-    '- weights: our engine reads the F16 safetensors (f16 pairs packed in u32 on the GPU, f32 math; f32 on the CPU backend); ' +
-      'transformers.js runs an fp32 ONNX export of the very same values (tools/fixture-model/export_onnx.py via bench/export_models.py).',
+    '- weights: our engine reads the F16 safetensors (f16 pairs packed in u32 on the GPU, f32 math; f32 on the CPU backend). ' +
+      "transformers.js runs the **fair peer** of the very same values (tools/fair-peer/build_peer.py: transformers' LlamaForCausalLM → torch.onnx dynamo → " +
+      'RotaryEmbedding + GroupQueryAttention, SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization; fp32, fp16, 4-bit MatMulNBits), ' +
+      'and, as a secondary row, the older traced fp32 graph (tools/fixture-model/export_onnx.py: unfused). Ratios are taken against the fair peer in the ' +
+      "weights' precision (fp16) where it ran, else fp32 (the row says which).",
   );
   for (const [name, m] of Object.entries(meta.models)) {
     const s = m.sizes;
@@ -83,6 +105,18 @@ export function renderTable(results, { RUNTIME_TITLES }) {
     );
   }
   out.push('');
+
+  // ---- goals
+  if (results.goals?.length) {
+    out.push('## Goals (issue 13), computed in this run');
+    out.push('');
+    out.push('| goal | model | value | target | met | basis |');
+    out.push('|---|---|---|---|---|---|');
+    for (const g of results.goals) {
+      out.push(`| ${g.id} | ${g.model} | ${g.value === null ? '—' : fmt(g.value, 3)} | ${g.goal} | ${g.met ? 'yes' : '**no**'} | ${g.basis}${g.why ? ` — not measured: ${g.why}` : ''} |`);
+    }
+    out.push('');
+  }
 
   // ---- throughput
   out.push('## Prefill and decode throughput');
@@ -97,14 +131,15 @@ export function renderTable(results, { RUNTIME_TITLES }) {
       const sizes = `${run.sizes.prompt} / ${run.sizes.decode}`;
       if (!th) {
         out.push(
-          `| ${model} | ${title(run.runtime)} | ${sizes} | — | — | — | — | ${run.skipped ? `not measured: ${run.skipped}` : run.result?.error ? `failed: ${run.result.error}` : 'no result'} |`,
+          `| ${model} | ${rowTitle(run)} | ${sizes} | — | — | — | — | ${run.skipped ? `not measured: ${run.skipped}` : run.result?.error ? `failed: ${run.result.error}` : 'no result'} |`,
         );
         continue;
       }
-      const peerRun = PEER[run.runtime] ? find(model, PEER[run.runtime]) : null;
+      const peerRun = PEER[run.runtime] ? peerRow(model, PEER[run.runtime], run.result?.model?.dtypes) : null;
       const peer = peerRun?.result?.throughput;
+      const peerName = `${PEER_SHORT[PEER[run.runtime]]}${peerRun?.variant ? ` ${peerRun.variant}` : ''}`;
       const ratio = peer
-        ? `${fmt(th.prefillTokS / peer.prefillTokS, 2)}× / ${fmt(th.decodeTokS / peer.decodeTokS, 2)}× ${PEER_SHORT[PEER[run.runtime]]}`
+        ? `${fmt(th.prefillTokS / peer.prefillTokS, 2)}× / ${fmt(th.decodeTokS / peer.decodeTokS, 2)}× ${peerName}`
         : PEER[run.runtime]
           ? `— (${PEER_SHORT[PEER[run.runtime]]} not measured)`
           : 'peer';
@@ -116,7 +151,8 @@ export function renderTable(results, { RUNTIME_TITLES }) {
       if (run.result.wasmThreads) notes.push(`${run.result.wasmThreads} wasm thread(s)`);
       if (CPU_ROWS.has(run.runtime) && run.result.device) notes.push(run.result.device);
       if (run.loadAverage1m !== undefined) notes.push(`1-min load avg ${run.loadAverage1m}`);
-      out.push(`| ${model} | ${title(run.runtime)} | ${sizes} | ${fmt(th.prefillTokS)} | ${fmt(th.decodeTokS)} | ${ratio} | ${same} | ${notes.join('; ')} |`);
+      if (th.pickedOnDevice) notes.push('greedy pick on the GPU (one token id read back per step)');
+      out.push(`| ${model} | ${rowTitle(run)} | ${sizes} | ${fmt(th.prefillTokS)} | ${fmt(th.decodeTokS)} | ${ratio} | ${same} | ${notes.join('; ')} |`);
     }
   }
   out.push('');
@@ -179,29 +215,29 @@ export function renderTable(results, { RUNTIME_TITLES }) {
   out.push('');
 
   // ---- pruned decode
-  out.push('## Decode with k of L blocks removed vs (L − k) / L (target within 10%)');
+  out.push("## Decode with k of L blocks removed vs the bytes-ideal (fixed bytes + kept blocks' bytes) / all bytes (target within 10%)");
   out.push('');
   out.push(
-    '| model | runtime | L | k | ms/token, all L | ms/token, k removed | measured ratio (medians) | (L − k)/L | deviation (medians) | dispatches per step, ratio | within 10%? | fit: fixed + per block |',
+    '| model | runtime | L | k | ms/token, all L | ms/token, k removed | measured ratio (medians) | (L − k)/L | bytes-ideal | deviation from bytes-ideal (medians) | dispatches per step, ratio | within 10% of bytes-ideal? | fit: fixed + per block |',
   );
-  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const run of oursRuns) {
     const p = run.result?.pruned;
     const L = run.result?.model?.layers ?? '—';
     if (!p) {
-      out.push(`| ${run.model} | ${title(run.runtime)} | ${L} | — | — | — | — | — | — | — | ${sectionReason(run, 'pruned')} | — |`);
+      out.push(`| ${run.model} | ${title(run.runtime)} | ${L} | — | — | — | — | — | — | — | — | ${sectionReason(run, 'pruned')} | — |`);
       continue;
     }
     for (const c of p.cases) {
       out.push(
-        `| ${run.model} | ${title(run.runtime)} | ${L} | ${c.k} | ${fmt(p.fullMsPerToken)} | ${fmt(c.msPerToken)} | ${fmt(c.ratio, 3)} (${fmt(c.ratioMedian, 3)}) | ${fmt(c.ideal, 3)} | ${pct(c.deviation)} (${pct(c.deviationMedian)}) | ${c.dispatches ? `${p.fullDispatches} → ${c.dispatches} (${fmt(c.dispatchRatio, 3)})` : 'n/a (CPU)'} | ${ok(Math.abs(c.deviation) <= 0.1)} | ${fmt(p.fit.fixedMs)} ms + ${fmt(p.fit.perBlockMs, 2)} ms × blocks |`,
+        `| ${run.model} | ${title(run.runtime)} | ${L} | ${c.k} | ${fmt(p.fullMsPerToken)} | ${fmt(c.msPerToken)} | ${fmt(c.ratio, 3)} (${fmt(c.ratioMedian, 3)}) | ${fmt(c.ideal, 3)} | ${fmt(c.bytesIdeal, 3)} | ${pct(c.bytesDeviation)} (${pct(c.bytesDeviationMedian)}) | ${c.dispatches ? `${p.fullDispatches} → ${c.dispatches} (${fmt(c.dispatchRatio, 3)})` : 'n/a (CPU)'} | ${ok(Math.abs(c.bytesDeviation) <= 0.1)} | ${fmt(p.fit.fixedMs)} ms + ${fmt(p.fit.perBlockMs, 2)} ms × blocks |`,
       );
     }
   }
   out.push('');
   out.push(
     'Best decode step (median in parentheses) over ' +
-      'short generations (sizes above) in rounds alternating the full and pruned plans; removed blocks are spread over the stack. The fit (least squares over the plans) separates the per-step cost that does not scale with the block count (embedding, final norm, LM head over the vocabulary, read-back, sampling, dispatch/submit overhead) from the per-block cost; that fixed part is why a measured ratio sits above (L − k)/L.',
+      'short generations (sizes above) in rounds alternating the full and pruned plans; removed blocks are spread over the stack. The fit (least squares over the plans) separates the per-step cost that does not scale with the block count (embedding, final norm, LM head over the vocabulary, read-back, sampling, dispatch/submit overhead) from the per-block cost; that fixed part is why a measured ratio sits above (L − k)/L. The bytes-ideal counts what a decode step reads from the weights: (lm head + final norm + one embedding row + the kept blocks' tensors) ÷ (the same with every block) — the ratio a bandwidth-bound GPU would show; on a dispatch-bound software adapter the per-step fixed cost (submit, read-back, head) weighs more than its bytes.',
   );
   out.push('');
 
@@ -229,8 +265,8 @@ export function renderTable(results, { RUNTIME_TITLES }) {
   // ---- not measured
   const missing = [];
   for (const run of runs) {
-    if (run.skipped) missing.push(`- ${run.model} / ${title(run.runtime)}: ${run.skipped}`);
-    else if (run.result?.error) missing.push(`- ${run.model} / ${title(run.runtime)}: failed — ${run.result.error}`);
+    if (run.skipped) missing.push(`- ${run.model} / ${rowTitle(run)}: ${run.skipped}`);
+    else if (run.result?.error) missing.push(`- ${run.model} / ${rowTitle(run)}: failed — ${run.result.error}`);
   }
   out.push('## Not measured, and why');
   out.push('');

@@ -37,13 +37,21 @@ async function generateTimed(tjs, model, ids, steps) {
 }
 
 /**
- * config: { model (id under env.localModelPath), device ('webgpu' | 'wasm' | 'cpu'), vocab, prompt, decode,
+ * config: { model (id under env.localModelPath), device ('webgpu' | 'wasm' | 'cpu'), dtype (default 'fp32'), vocab, prompt, decode,
  * reps, warmup ('full' | 'prompt' | 'short' | 'minimal') }
  */
 export async function runTjsBench(tjs, config, log = () => {}) {
   const out = { runtime: `transformers.js ${tjs.env.version} (${config.device})`, wasmThreads: tjs.env.backends?.onnx?.wasm?.numThreads ?? null };
   let t = performance.now();
-  const model = await tjs.AutoModelForCausalLM.from_pretrained(config.model, { device: config.device, dtype: 'fp32' });
+  // dtype picks the variant file: fp32 → onnx/model.onnx, fp16 → model_fp16.onnx, q4 → model_q4.onnx, q4f16 → model_q4f16.onnx
+  const dtype = config.dtype ?? 'fp32';
+  // transformers.js refuses fp16 models on an adapter without shader-f16 (SwiftShader has none): a stated skip, not a failure
+  if (config.device === 'webgpu' && dtype.includes('f16') && globalThis.navigator?.gpu) {
+    const adapter = await globalThis.navigator.gpu.requestAdapter();
+    if (adapter && !adapter.features.has('shader-f16')) return { skipped: `the ${dtype} variant needs the adapter feature shader-f16, which this adapter (${adapter.info?.architecture || adapter.info?.vendor || 'WebGPU'}) lacks` };
+  }
+  const model = await tjs.AutoModelForCausalLM.from_pretrained(config.model, { device: config.device, dtype });
+  out.dtype = dtype;
   out.load = { loadMs: round(performance.now() - t, 1) };
   log(`loaded ${config.model} on ${config.device} in ${(performance.now() - t).toFixed(0)} ms`);
   try {

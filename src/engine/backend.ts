@@ -29,6 +29,12 @@ export interface ForwardRequest {
   nll?: boolean;
   /** Decode with a KV cache made by createCache for the same plan; positions continue from cache.length. */
   cache?: KVCache;
+  /**
+   * Also pick the greedy next token from the last position's logits where they are computed (WebGPU: on
+   * the device, so with logits 'none' a decode step reads back one id, not a vocabulary row). Same rule
+   * as sampling.ts argmax (first maximum). A backend without it leaves `picked` undefined.
+   */
+  pick?: 'argmax';
 }
 
 export interface ForwardResult {
@@ -39,6 +45,8 @@ export interface ForwardResult {
   states: Float32Array[] | null;
   nllSum: number;
   nllCount: number;
+  /** The greedy next token, when the request asked for `pick` and the backend picks. */
+  picked?: number;
 }
 
 export interface KVCache {

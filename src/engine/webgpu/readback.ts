@@ -1,6 +1,6 @@
 /**
  * The one staging buffer a forward reads back, and where each result sits in it:
- * [stats: 3 floats per active block][NLL sum][logits rows][states: x_0, then after each active block].
+ * [stats: 3 floats per active block][NLL sum][picked token id (u32)][logits rows][states: x_0, then after each active block].
  */
 import type { BlockStatSums } from '../backend.ts';
 import { PruneLabError } from '../errors.ts';
@@ -20,9 +20,10 @@ export interface ReadbackShape {
 }
 
 export class ReadbackLayout {
-  /** Floats of the results buffer: 3 per slot, then the NLL sum. */
+  /** Floats of the results buffer: 3 per slot, the NLL sum, the picked token (a u32 in a float's place). */
   readonly resultFloats: number;
   readonly nllIndex: number;
+  readonly pickIndex: number;
   readonly logitsOffset: number;
   readonly statesOffset: number;
   readonly stateBytes: number;
@@ -34,7 +35,8 @@ export class ReadbackLayout {
   ) {
     const { slots, rows, hidden, vocab, logitRows, states } = shape;
     this.nllIndex = slots * 3;
-    this.resultFloats = slots * 3 + 1;
+    this.pickIndex = slots * 3 + 1;
+    this.resultFloats = slots * 3 + 2;
     this.logitsOffset = Math.ceil((this.resultFloats * F32) / 16) * 16;
     this.stateBytes = rows * hidden * F32;
     this.statesOffset = this.logitsOffset + logitRows * vocab * F32;
@@ -66,13 +68,14 @@ export class ReadbackLayout {
     mapped: ArrayBuffer,
     blocks: readonly number[],
     wantStats: boolean,
-  ): { stats: BlockStatSums[] | null; nllSum: number; logits: Float32Array | null; states: Float32Array[] | null } {
+  ): { stats: BlockStatSums[] | null; nllSum: number; picked: number; logits: Float32Array | null; states: Float32Array[] | null } {
     const { slots, rows, hidden, vocab, logitRows, states } = this.shape;
     const floats = (offset: number, count: number) => new Float32Array(mapped.slice(offset, offset + count * F32));
     const results = floats(0, this.resultFloats);
     return {
       stats: wantStats ? blocks.map((index, s) => ({ index, cosSum: results[s * 3], angularSum: results[s * 3 + 1], relMagnitudeSum: results[s * 3 + 2], tokens: rows })) : null,
       nllSum: results[this.nllIndex],
+      picked: new Uint32Array(results.buffer, results.byteOffset + this.pickIndex * F32, 1)[0],
       logits: logitRows > 0 ? floats(this.logitsOffset, logitRows * vocab) : null,
       states: states ? Array.from({ length: slots + 1 }, (_, s) => floats(this.state(s), rows * hidden)) : null,
     };

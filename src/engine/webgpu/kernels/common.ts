@@ -78,8 +78,38 @@ fn ${name}At(i: u32) -> f32 { return ${name}[i]; }`;
 fn ${name}At(i: u32) -> f32 { return unpack2x16float(${name}[i >> 1u])[i & 1u]; }`;
 }
 
-/** Workgroup tree reductions over WG lanes (WG a power of two); call from uniform control flow. */
-export function reductions(wg: number): string {
+/** The WGSL preamble of a kernel using subgroup operations (adapter feature `subgroups`). */
+export function subgroupHeader(): string {
+  return 'enable subgroups;';
+}
+
+/**
+ * Workgroup reductions over WG lanes (WG a power of two); call from uniform control flow. The default is a
+ * shared-memory tree. With `subgroups`, each subgroup reduces with subgroupAdd / subgroupMax and its
+ * leader's partial is summed in subgroup order (subgroups are runs of consecutive local invocation
+ * indices); the functions then also take the subgroup_size and subgroup_invocation_id builtins.
+ */
+export function reductions(wg: number, subgroups = false): string {
+  if (subgroups) {
+    const fn = (name: string, type: string, op: string, combine: (a: string, b: string) => string, init: string) => `
+fn ${name}(v: ${type}, lane: u32, sgSize: u32, sgLane: u32) -> ${type} {
+  let s = ${op}(v);
+  if (sgLane == 0u) { ${type === 'f32' ? 'red' : 'red4'}[lane / sgSize] = s; }
+  workgroupBarrier();
+  var r = ${init};
+  for (var i = 0u; i < (WG + sgSize - 1u) / sgSize; i = i + 1u) { r = ${combine('r', `${type === 'f32' ? 'red' : 'red4'}[i]`)}; }
+  workgroupBarrier();
+  return r;
+}`;
+    return `
+const WG = ${wg}u;
+var<workgroup> red: array<f32, ${wg}>;
+var<workgroup> red4: array<vec4<f32>, ${wg}>;
+${fn('reduceSum', 'f32', 'subgroupAdd', (a, b) => `${a} + ${b}`, '0.0')}
+${fn('reduceMax', 'f32', 'subgroupMax', (a, b) => `max(${a}, ${b})`, '-3.4028234663852886e38')}
+${fn('reduceSum4', 'vec4<f32>', 'subgroupAdd', (a, b) => `${a} + ${b}`, 'vec4<f32>(0.0)')}
+`;
+  }
   return `
 const WG = ${wg}u;
 var<workgroup> red: array<f32, ${wg}>;
