@@ -183,6 +183,41 @@ export const checks = [
     },
   },
   {
+    name: 'teach: notes: every panel has a "what am I looking at" note one click away; the formula under the chart takes the hovered block’s numbers and links the paper',
+    timeout: 30_000,
+    async run({ main }) {
+      const { page } = main;
+      for (const topic of ['influence', 'model', 'compare', 'share', 'strategies']) {
+        const button = page.getByTestId(`help-${topic}`);
+        await button.scrollIntoViewIfNeeded();
+        assert.equal(await page.getByTestId(`help-note-${topic}`).count(), 0, `${topic}: no text until asked`);
+        await button.click();
+        const note = page.getByTestId(`help-note-${topic}`);
+        await note.waitFor({ timeout: 2_000 });
+        const box = await note.boundingBox();
+        const width = await page.evaluate(() => document.documentElement.clientWidth);
+        assert.ok(box.x >= 0 && box.x + box.width <= width, `${topic}: the note is on screen (${box.x}…${box.x + box.width} of ${width})`);
+        assert.ok((await note.textContent()).length > 80, `${topic}: says something`);
+        await page.keyboard.press('Escape');
+        await note.waitFor({ state: 'detached', timeout: 2_000 });
+      }
+      // The formula: hovering bar 2 puts block 2's BI into it; each metric links its paper.
+      await page.locator('[data-testid=influence-chart]').scrollIntoViewIfNeeded();
+      await page.locator('[data-testid=bar][data-index="2"] rect.hit').hover();
+      const note = page.getByTestId('formula-note');
+      await page.waitForFunction(() => document.querySelector('[data-testid=formula-note]')?.getAttribute('data-block') === '2', null, { timeout: 2_000 });
+      const bi = Number(await page.locator('[data-testid=bar][data-index="2"]').getAttribute('data-bi'));
+      assert.match(await page.getByTestId('formula-substituted').textContent(), new RegExp(`BI2 = 1 − ${(1 - bi).toFixed(4)} = ${bi.toFixed(4)}`));
+      const papers = { bi: '2403.03853', angular: '2403.17887', relMagnitude: '2312.09299' };
+      for (const [metric, id] of Object.entries(papers)) {
+        await page.getByTestId(`metric-${metric}`).click();
+        assert.equal(await note.getAttribute('data-metric'), metric);
+        assert.ok((await note.locator('a').getAttribute('href')).endsWith(id), `${metric} links arXiv ${id}`);
+      }
+      await page.getByTestId('metric-bi').click();
+    },
+  },
+  {
     name: 'teach: presenter: a link ending in &present opens one panel at a time in large type at 1280×720; arrow keys step, Esc leaves (screenshots)',
     timeout: 90_000,
     async run({ browser, contexts, shared, backend, screenshotDir }) {
