@@ -14,6 +14,8 @@
  *   k  "bi" | "angular" | "relMagnitude";  n  angular distance n (≥ 1)  metric
  *   r, ra, rm  removed blocks / attention halves / MLP halves (original indices)
  *   p  prompt;  g  [maxNewTokens, temperature, topK, seed]
+ *   h  1 when the cut is healed (src/analysis/heal.ts); absent otherwise. The fitted maps are not in the link:
+ *      opening it refits them on the link's calibration text. Came later within v1, like `s.e`.
  *   s  { t: tokens (one number, or one per block), i?: block indices when not 0..n-1,
  *        q: [[biMin, biMax], [angularMin, angularMax], [relMagnitudeMin, relMagnitudeMax]],
  *        e?: error bars { b: resamples, n: sequences, r: seed, q: [[min, max] × 3 metrics],
@@ -27,6 +29,7 @@
  * throws and never evaluates anything; text stays text (the UI renders it as text).
  */
 import type { BlockScore, Metric } from '../analysis/influence.ts';
+import { healCutProblem } from '../analysis/heal-spans.ts';
 import { CONFIDENCE, type Interval, type IntervalsInfo } from '../analysis/uncertainty.ts';
 import { base64urlToBytes, base64urlToJson, bytesToBase64url, dequantise, jsonToBase64url, packUint16, quantise, unpackUint16 } from './codec.ts';
 
@@ -64,6 +67,8 @@ export interface ExperimentState {
   scores?: BlockScore[];
   /** Their 95% bootstrap intervals (quantised in the link), for the same blocks; only with scores. */
   intervals?: IntervalsInfo;
+  /** The removed spans are healed (the maps are refitted when the link opens). */
+  heal?: boolean;
 }
 
 export const LIMITS = {
@@ -123,6 +128,7 @@ export function encodeState(state: ExperimentState): string {
     p: state.prompt,
     g: [g.maxNewTokens, g.temperature, g.topK, g.seed],
   };
+  if (state.heal) wire.h = 1;
   let scoreSegment = '';
   if (state.scores && state.scores.length > 0) {
     const scores = state.scores;
@@ -162,7 +168,7 @@ export function shareUrl(pageUrl: string, state: ExperimentState): string {
 export function historyAction(previous: ExperimentState | null, next: ExperimentState): 'push' | 'replace' | 'none' {
   if (previous === null) return 'replace';
   if (encodeState(previous) === encodeState(next)) return 'none';
-  const step = (s: ExperimentState) => JSON.stringify([s.model, s.calibration, s.metric, s.angularN, s.removed, s.removedAttention, s.removedMlp]);
+  const step = (s: ExperimentState) => JSON.stringify([s.model, s.calibration, s.metric, s.angularN, s.removed, s.removedAttention, s.removedMlp, s.heal === true]);
   return step(previous) === step(next) ? 'replace' : 'push';
 }
 
@@ -400,6 +406,11 @@ export function validateForModel(state: ExperimentState, layers: number): { stat
     delete out.scores;
     delete out.intervals;
   }
+  const healProblem = out.heal ? healCutProblem({ blocks: out.removed, attention: out.removedAttention, mlp: out.removedMlp }) : null;
+  if (healProblem) {
+    notices.push(`Ignored the link's heal: ${healProblem}.`);
+    delete out.heal;
+  }
   return { state: out, notices };
 }
 
@@ -457,6 +468,9 @@ export function decodeState(hash: string, options: DecodeOptions = {}): DecodedS
     const scores = decodeScores(get('s'), segments[1], notices);
     if (scores) state.scores = scores;
     else delete state.scores;
+    const heal = get('h');
+    if (heal === 1) state.heal = true;
+    else if (heal !== undefined) notices.push(`Ignored the link's heal flag (${describe(heal)}): it must be 1 or absent.`);
     const intervals = scores && decodeIntervals(field(get('s'), 'e'), scores, notices);
     if (intervals) state.intervals = intervals;
     else delete state.intervals;

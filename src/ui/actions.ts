@@ -8,6 +8,7 @@ import { type BlockScore, lowestBlocks, type Metric } from '../analysis/influenc
 import { type Bootstrap, intervalsInfo, type Refusal } from '../analysis/uncertainty.ts';
 import { checkRemovalLeavesBlock, contextStop } from '../engine/limits.ts';
 import type { LoadProgress, ModelInfo, ModelSourceSpec, RemovalSet, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
+import type { HealProgress, ModelVariant } from '../worker-api-heal.ts';
 import { engine, proxy } from './engine-client.ts';
 import {
   BUILTIN_CALIBRATION,
@@ -19,6 +20,7 @@ import {
   lab,
   notify,
   type OutputState,
+  type HealState,
   type PerplexityState,
 } from './state.svelte.ts';
 
@@ -36,6 +38,11 @@ function cancelJob(jobId: string): void {
 }
 
 const NO_REMOVAL: RemovalSet = { blocks: [], attention: [], mlp: [] };
+
+/** The compare panel's columns: the original, the pruned model (a plan) and the healed one (its own weights). */
+type Side = 'original' | 'pruned' | 'healed';
+const variantOf = (side: Side): ModelVariant | undefined => (side === 'healed' ? 'healed' : undefined);
+const HEAL_JOBS = ['heal', 'gen-healed', 'next-healed', 'ppl-healed'];
 
 /** The next step to suggest after an engine error, by what went wrong. */
 function hintFor(source: ModelSourceSpec | null, message: string): string {
@@ -93,7 +100,9 @@ export async function loadModel(source: ModelSourceSpec, keepExperiment?: (info:
   if (info.backend.fallbackReason && lab.backendChoice === 'auto') {
     notify('info', 'Running on the CPU backend', `WebGPU is not available: ${info.backend.fallbackReason}`, 'Everything works on the CPU, only slower.');
   }
-  for (const id of ['score', 'score-compare', 'gen-original', 'gen-pruned', 'next-original', 'next-pruned', 'ppl-original', 'ppl-pruned']) ticket(id);
+  for (const id of ['score', 'score-compare', 'gen-original', 'gen-pruned', 'next-original', 'next-pruned', 'ppl-original', 'ppl-pruned', ...HEAL_JOBS]) ticket(id);
+  // The worker dropped its healed model with the old one.
+  clearHeal();
   lab.scoring = null;
   lab.calibrationCompare = null;
   if (keepExperiment) keepExperiment(info);
@@ -243,7 +252,7 @@ export async function countTokens(text: string): Promise<number | null> {
 }
 
 /** Generation + next-token top-5 for one side; true when it finished and is still the current job. */
-async function runGeneration(side: 'original' | 'pruned', removal: RemovalSet, removalKey: string): Promise<boolean> {
+async function runGeneration(side: Side, removal: RemovalSet, removalKey: string): Promise<boolean> {
   const jobId = `gen-${side}`;
   const isCurrent = ticket(jobId);
   const write = (patch: Partial<OutputState>) => {
@@ -264,8 +273,9 @@ async function runGeneration(side: 'original' | 'pruned', removal: RemovalSet, r
       removal,
       settings,
       proxy((event: TokenEvent) => write({ text: event.text, count: event.count, tokensPerSecond: event.tokensPerSecond })),
+      variantOf(side),
     ),
-    engine.nextTokenTop(`next-${side}`, prompt, removal, 5),
+    engine.nextTokenTop(`next-${side}`, prompt, removal, 5, variantOf(side)),
   ]);
   if (next.ok) write({ next: next.value });
   if (generation.ok) {
@@ -276,9 +286,9 @@ async function runGeneration(side: 'original' | 'pruned', removal: RemovalSet, r
   return generation.ok && isCurrent();
 }
 
-async function runPerplexity(side: 'original' | 'pruned', removal: RemovalSet, removalKey: string): Promise<void> {
+async function runPerplexity(side: Side, removal: RemovalSet, removalKey: string): Promise<void> {
   const jobId = `ppl-${side}`;
-  const key = side === 'original' ? 'pplOriginal' : 'pplPruned';
+  const key = side === 'original' ? 'pplOriginal' : side === 'pruned' ? 'pplPruned' : 'pplHealed';
   const isCurrent = ticket(jobId);
   const write = (patch: Partial<PerplexityState>) => {
     if (isCurrent()) lab[key] = { ...lab[key], ...patch };
@@ -295,7 +305,7 @@ async function runPerplexity(side: 'original' | 'pruned', removal: RemovalSet, r
     return;
   }
   write({ busy: true, error: null, removalKey });
-  const outcome = await engine.perplexity(jobId, lab.evaluation, { ...lab.evalWindows }, removal);
+  const outcome = await engine.perplexity(jobId, lab.evaluation, { ...lab.evalWindows }, removal, undefined, variantOf(side));
   if (outcome.ok) write({ result: outcome.value, busy: false });
   else write({ busy: false, error: outcome.cancelled ? null : outcome.message });
 }
@@ -314,9 +324,11 @@ export async function refreshOriginal(): Promise<void> {
   const removal = currentRemoval();
   const removalKey = lab.removalKey;
   const none = keyOfRemoval(NO_REMOVAL);
-  const [originalDone, prunedDone] = await Promise.all([runGeneration('original', NO_REMOVAL, none), runGeneration('pruned', removal, removalKey)]);
+  const healedNow = lab.heal?.summary ? runGeneration('healed', removal, removalKey) : Promise.resolve(false);
+  const [originalDone, prunedDone, healedDone] = await Promise.all([runGeneration('original', NO_REMOVAL, none), runGeneration('pruned', removal, removalKey), healedNow]);
   if (originalDone && !lab.pplOriginal.result && !lab.pplOriginal.busy) await runPerplexity('original', NO_REMOVAL, none);
   if (prunedDone && (lab.pplPruned.removalKey !== removalKey || (!lab.pplPruned.result && !lab.pplPruned.busy))) await runPerplexity('pruned', removal, removalKey);
+  if (healedDone && (lab.pplHealed.removalKey !== removalKey || (!lab.pplHealed.result && !lab.pplHealed.busy))) await runPerplexity('healed', removal, removalKey);
 }
 
 /** The pruned model's outputs, then its perplexity, under the current removal set. */
@@ -331,6 +343,8 @@ let pendingPruned: ReturnType<typeof setTimeout> | null = null;
 
 /** Called whenever the removal set changes: cancel what runs now, recompute shortly after the last change. */
 export function removalChanged(): void {
+  // A heal replaces exactly the blocks it was fitted for: another cut needs a new fit.
+  if (lab.heal && lab.heal.removed.join(',') !== lab.removal.blocks.join(',')) dropHeal();
   for (const id of ['gen-pruned', 'next-pruned', 'ppl-pruned']) cancelJob(id);
   lab.pruned = { ...lab.pruned, busy: true };
   lab.pplPruned = { ...lab.pplPruned, busy: true };
@@ -342,9 +356,63 @@ export function removalChanged(): void {
 }
 
 export function stopGeneration(): void {
-  for (const id of ['gen-original', 'gen-pruned']) void engine.cancel(id);
+  for (const id of ['gen-original', 'gen-pruned', 'gen-healed']) void engine.cancel(id);
 }
 
 export function useBuiltinCalibration(): Promise<void> {
   return setCalibration(BUILTIN_CALIBRATION);
+}
+
+// ---- heal ----------------------------------------------------------------------------------------
+
+/**
+ * Heals the cut (src/analysis/heal.ts in the worker): one linear map per removed span, fitted on the
+ * calibration text and folded into the block before it; then the healed column's outputs and perplexity.
+ */
+export async function healCut(): Promise<void> {
+  if (!lab.model || lab.healProblem) {
+    if (lab.healProblem) notify('warning', 'This cut cannot be healed', lab.healProblem);
+    return;
+  }
+  const isCurrent = ticket('heal');
+  const removed = [...lab.removal.blocks];
+  const source = lab.calibration;
+  lab.heal = { removed, busy: true, progress: null, summary: null, error: null };
+  lab.healed = emptyOutput();
+  lab.pplHealed = emptyPerplexity();
+  const write = (patch: Partial<HealState>) => {
+    if (isCurrent() && lab.heal) lab.heal = { ...lab.heal, ...patch };
+  };
+  const outcome = await engine.heal(
+    'heal',
+    source,
+    source.kind === 'builtin' ? source.name : source.label,
+    { ...lab.windows },
+    removed,
+    proxy((progress: HealProgress) => write({ progress })),
+  );
+  if (!isCurrent()) return;
+  if (!outcome.ok) {
+    if (outcome.cancelled) lab.heal = null;
+    else write({ busy: false, error: outcome.message });
+    return;
+  }
+  write({ busy: false, progress: null, summary: outcome.value });
+  const removal = currentRemoval();
+  const removalKey = lab.removalKey;
+  if (await runGeneration('healed', removal, removalKey)) await runPerplexity('healed', removal, removalKey);
+}
+
+/** The page's heal state back to none (the worker's healed model is dropped separately). */
+function clearHeal(): void {
+  lab.heal = null;
+  lab.healed = emptyOutput();
+  lab.pplHealed = emptyPerplexity();
+}
+
+/** Stops a heal or removes a fitted one, and frees the worker's healed model. */
+export function dropHeal(): void {
+  for (const id of HEAL_JOBS) cancelJob(id);
+  clearHeal();
+  void engine.dropHeal();
 }

@@ -3,6 +3,7 @@
  * runes; components receive slices as props, and src/ui/actions.ts changes it in answer to the worker.
  */
 import { type BlockScore, type Metric, rankBlocks } from '../analysis/influence.ts';
+import { healCutProblem } from '../analysis/heal-spans.ts';
 import { removedParameters } from '../analysis/parameters.ts';
 import { type Bootstrap, type IntervalsInfo, type Refusal, rankStability } from '../analysis/uncertainty.ts';
 import { removalKey as keyOfRemoval } from '../engine/plan.ts';
@@ -20,6 +21,7 @@ import type {
   TextStats,
   WindowSettings,
 } from '../worker-api.ts';
+import type { HealProgress, HealSummary } from '../worker-api-heal.ts';
 
 /** How a block is cut: the whole block, or only its attention or MLP half. */
 export type Cut = 'block' | 'attention' | 'mlp';
@@ -61,6 +63,16 @@ export interface CalibrationCompareState {
   busy: boolean;
   progress: { done: number; total: number } | null;
   scores: BlockScore[] | null;
+  error: string | null;
+}
+
+/** A heal of the cut: fitting (busy), fitted (summary), or failed (error). */
+export interface HealState {
+  /** The removed blocks it replaces, ascending. */
+  removed: number[];
+  busy: boolean;
+  progress: HealProgress | null;
+  summary: HealSummary | null;
   error: string | null;
 }
 
@@ -120,6 +132,10 @@ class LabState {
   evalWindows = $state<WindowSettings>({ seqLen: 128, maxSequences: 4 });
   pplOriginal = $state<PerplexityState>(emptyPerplexity());
   pplPruned = $state<PerplexityState>(emptyPerplexity());
+  /** The heal of the cut (src/analysis/heal.ts) and the healed model's outputs; null when not healed. */
+  heal = $state.raw<HealState | null>(null);
+  healed = $state<OutputState>(emptyOutput());
+  pplHealed = $state<PerplexityState>(emptyPerplexity());
 
   notices = $state<Notice[]>([]);
 
@@ -145,6 +161,8 @@ class LabState {
     return rankStability(boot, this.metric, this.lowestCount);
   });
   keptBlocks = $derived(this.model ? this.model.blocks - this.removal.blocks.length : 0);
+  /** Why the cut cannot be healed (the family, or the cut itself); null when it can. */
+  healProblem = $derived(!this.model ? 'no model is loaded' : (this.model.healUnsupported ?? healCutProblem(this.removal)));
 }
 
 export const lab = new LabState();

@@ -68,6 +68,38 @@ export async function exportPrunedModel(): Promise<void> {
   }
 }
 
+/** The healed model (the cut's spans replaced by fitted maps, src/analysis/heal.ts) as a zip, with the perplexities shown. */
+export async function exportHealedModel(): Promise<void> {
+  const summary = lab.heal?.summary;
+  if (!lab.model || !summary) return;
+  const [original, removed, healed] = [lab.pplOriginal.result, lab.pplPruned.result, lab.pplHealed.result];
+  const evaluation = lab.evaluation;
+  const evalName = evaluation.kind === 'builtin' ? evaluation.name : evaluation.label;
+  const outcome = await engine.healedZip({
+    removed: summary.removed,
+    metric: chosenBy(),
+    scores: lab.scores,
+    calibration: lab.scores.length ? calibrationLabel() : undefined,
+    link: currentShareUrl(),
+    perplexity:
+      removed && healed
+        ? [
+            {
+              data: `${evalName}, first ${lab.evalWindows.maxSequences} × ${lab.evalWindows.seqLen} tokens (held out)`,
+              original: original?.ppl,
+              removed: removed.ppl,
+              healed: healed.ppl,
+            },
+          ]
+        : undefined,
+  });
+  if (!outcome.ok) {
+    notify('error', 'Could not export the healed model', outcome.message, 'The lab is unchanged; try again.');
+    return;
+  }
+  saveFile(outcome.value.bytes as Uint8Array<ArrayBuffer>, outcome.value.fileName, 'application/zip');
+}
+
 /** Where the hand-off files load the original from: the hub id, the embedded model's folder in the repository, or a folder the user names. */
 function handoffSource(): HandoffSource {
   const source = lab.modelSource;

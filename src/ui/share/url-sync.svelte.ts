@@ -44,6 +44,8 @@ class ShareState {
   includeText = $state(false);
   /** Angular distance n: the lab measures n = 1; a link's other n is carried through unchanged. */
   angularN = $state(1);
+  /** The link asked for the cut to be healed: refit once its model has loaded. */
+  pendingHeal = false;
   fromLink = $derived(this.linkScores !== null && lab.scores === this.linkScores && lab.scores.length > 0);
 }
 
@@ -114,6 +116,8 @@ export function currentExperiment(): ExperimentState {
     // Their error bars travel too, so a link draws the whiskers before the model loads.
     if (lab.intervals) state.intervals = lab.intervals;
   }
+  // A heal (fitting or fitted) of exactly this cut; the maps themselves are refitted by whoever opens the link.
+  if (lab.heal && !lab.heal.error && lab.heal.removed.join(',') === removal.blocks.join(',')) state.heal = true;
   return state;
 }
 
@@ -168,6 +172,16 @@ function applySettings(state: ExperimentState, fromLink: boolean): void {
   lab.prompt = state.prompt;
   lab.settings = { ...state.generation };
   lab.compared = { prompt: state.prompt, settings: { ...state.generation } };
+  share.pendingHeal = state.heal === true;
+}
+
+/** Heals the cut when the applied link asks for it (and it is not healed yet), or drops a heal it does not have. */
+function followHeal(): void {
+  const wanted = share.pendingHeal;
+  share.pendingHeal = false;
+  const healedNow = lab.heal !== null && !lab.heal.error && lab.heal.removed.join(',') === lab.removal.blocks.join(',');
+  if (wanted && !healedNow) void actions.healCut();
+  else if (!wanted && lab.heal) actions.dropHeal();
 }
 
 function showLinkScores(scores: BlockScore[], intervals: IntervalsInfo | undefined): void {
@@ -180,7 +194,7 @@ function showLinkScores(scores: BlockScore[], intervals: IntervalsInfo | undefin
 /** For loadModel: keeps the link's cuts and scores and checks them against the model that arrived. */
 function keepForModel(info: ModelInfo): void {
   share.pendingModel = null;
-  const shown: ExperimentState = { ...currentExperiment(), scores: lab.scores.length ? lab.scores : undefined };
+  const shown: ExperimentState = { ...currentExperiment(), scores: lab.scores.length ? lab.scores : undefined, ...(share.pendingHeal ? { heal: true } : {}) };
   const { state, notices } = validateForModel(shown, info.blocks);
   lab.cuts = cutsOf(state);
   share.angularN = state.angularN;
@@ -189,6 +203,8 @@ function keepForModel(info: ModelInfo): void {
     share.linkScores = null;
   }
   if (notices.length > 0) notify('warning', `Parts of the link do not fit ${info.name}`, notices.join(' '), 'The rest of the link was applied.');
+  if (!state.heal) share.pendingHeal = false;
+  followHeal();
 }
 
 /** Loads the model a link names: the built-in at once, a hub model only after the person confirms its size. */
@@ -291,6 +307,8 @@ function onNavigate(): void {
   written = state;
   writtenHash = hash;
   openLinkedModel(state.model);
+  // The same model stays loaded (no load to wait for): heal or un-heal now.
+  if (lab.model && loaded && sameModel(loaded, state.model)) followHeal();
 }
 
 /**
