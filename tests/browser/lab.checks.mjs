@@ -172,6 +172,7 @@ export const checks = [
     name: `clicking bar ${CUT} cuts the block; the pruned output and perplexity change (perplexity = \`prunelab ppl --remove ${CUT}\`)`,
     timeout: 120_000,
     async run({ page, prepared }) {
+      if (prepared?.error) throw prepared.error;
       await waitCompareIdle(page, removalKey([]), 100_000);
       const before = await compareState(page);
       assert.ok(before.prunedText.length > 0, 'the pruned side generated text');

@@ -90,7 +90,14 @@ async function main() {
 
   // Work the checks need from Node (e.g. the CLI's numbers) starts now, alongside the build.
   const context = { root, run, screenshotDir };
-  const prepared = suites.map(({ mod, backend }) => (mod.prepare ? mod.prepare({ ...context, backend }) : Promise.resolve(null)));
+  // A failed preparation (e.g. the CLI on a backend that cannot start) fails that pass's checks that need it, with its message.
+  const prepared = suites.map(({ mod, backend }) =>
+    mod.prepare
+      ? Promise.resolve({ ...context, backend })
+          .then(mod.prepare)
+          .catch((e) => ({ error: e }))
+      : Promise.resolve(null),
+  );
 
   if (process.env.PRUNELAB_SKIP_BUILD !== '1') {
     const t = Date.now();
@@ -111,7 +118,7 @@ async function main() {
   try {
     for (let s = 0; s < suites.length; s++) {
       const { file, mod, backend, checks, label } = suites[s];
-      const suiteContext = { ...context, backend, browser, baseUrl: server.url, prepared: await prepared[s].catch((e) => ({ error: e })) };
+      const suiteContext = { ...context, backend, browser, baseUrl: server.url, prepared: await prepared[s] };
       let state;
       try {
         state = mod.setup ? await mod.setup(suiteContext) : {};
