@@ -5,6 +5,7 @@
 import type { Backend, BlockStatSums, ResidualStream } from './backend.ts';
 import { type Checkpoint, type LoadOptions, loadCheckpoint } from './checkpoint.ts';
 import { PruneLabError } from './errors.ts';
+import type { CpuKernels } from './cpu/kernels.ts';
 import { assertFiniteWeights } from './finite.ts';
 import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode } from './memory.ts';
 import { checkPrompt } from './limits.ts';
@@ -43,17 +44,9 @@ export async function createBackend(kind: BackendKind, checkpoint: Checkpoint): 
   }
   // The runtime is missing or broken here: the oracle still gives the right numbers, slowly, and says why.
   const { referenceKernels } = await import('./cpu/kernels.ts');
-  const reference = referenceKernels();
-  return createCpuBackend(spec, weights, {
-    description: `TypeScript reference; fast kernels unavailable: ${reason}`,
-    threads: reference.threads,
-    prepareLinear: (w, b) => reference.prepareLinear(w, b),
-    linear: (x, rows, l) => reference.linear(x, rows, l),
-    get weightBytes() {
-      return reference.weightBytes;
-    },
-    dispose: () => reference.dispose(),
-  });
+  // The reference set with a description that says why (every other member inherited as is).
+  const fallback: CpuKernels = Object.create(referenceKernels(), { description: { value: `TypeScript reference; fast kernels unavailable: ${reason}` } });
+  return createCpuBackend(spec, weights, fallback);
 }
 
 /** Adds one sequence's block sums into running totals (matched by block index). */
