@@ -40,6 +40,39 @@ export interface EngineBenchConfig {
   prunedPrompt: number;
   /** Memory: also run one NLL forward of scoreLen tokens (the perplexity path's buffers) before reading the peak. */
   memoryForward: boolean;
+  /** WebGPU: time every kernel of a prefill and of a decode step with timestamp-query (--profile). */
+  profile?: boolean;
+}
+
+type KernelTime = { kernel: string; scope: string; weightBytes: number; ns: number };
+type Profiled = Backend & { profile: boolean; lastProfile: KernelTime[] | null };
+
+/** Per kernel: dispatches, GPU ms, weight bytes read and achieved GB/s; per scope: GPU ms (block time also per block). */
+function summarize(times: KernelTime[], wallMs: number, blocks: number) {
+  const kernels = new Map<string, { kernel: string; dispatches: number; gpuMs: number; weightBytes: number }>();
+  const scopes: Record<string, number> = {};
+  for (const t of times) {
+    const k = kernels.get(t.kernel) ?? { kernel: t.kernel, dispatches: 0, gpuMs: 0, weightBytes: 0 };
+    k.dispatches++;
+    k.gpuMs += t.ns / 1e6;
+    k.weightBytes += t.weightBytes;
+    kernels.set(t.kernel, k);
+    scopes[t.scope] = (scopes[t.scope] ?? 0) + t.ns / 1e6;
+  }
+  const gpuMs = times.reduce((a, t) => a + t.ns / 1e6, 0);
+  return {
+    wallMs: round(wallMs, 3),
+    gpuMs: round(gpuMs, 3),
+    /** Wall time outside the kernels: encoding, submit, queue, read-back, JS. */
+    outsideKernelsMs: round(wallMs - gpuMs, 3),
+    scopesMs: Object.fromEntries(Object.entries(scopes).map(([k, v]) => [k, round(v, 3)])),
+    perBlockGpuMs: round((scopes.block ?? 0) / Math.max(1, blocks), 4),
+    /** The per-step fixed cost: embedding, head (final norm, lm head, pick) on the GPU plus everything outside the kernels. */
+    fixedMs: round((scopes.embed ?? 0) + (scopes.head ?? 0) + (wallMs - gpuMs), 3),
+    kernels: [...kernels.values()]
+      .sort((a, b) => b.gpuMs - a.gpuMs)
+      .map((k) => ({ ...k, gpuMs: round(k.gpuMs, 4), gbPerS: k.weightBytes > 0 && k.gpuMs > 0 ? round(k.weightBytes / (k.gpuMs * 1e6), 3) : null })),
+  };
 }
 
 export type Warmup = 'full' | 'prompt' | 'short' | 'minimal';
@@ -243,6 +276,32 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
         pickedOnDevice: backend.info.kind === 'webgpu',
       };
       log(`throughput: prefill ${config.prompt} tok ${prefillMs.toFixed(1)} ms, decode ${stepMs.toFixed(1)} ms/token`);
+    }
+
+    if (config.profile) {
+      const p = backend as Profiled;
+      if (!('profile' in p)) out.profile = { skipped: `no kernel timing on the ${config.backend} backend` };
+      else {
+        const plan = withCapture(full, 'none');
+        const cache = backend.createCache(config.prompt + 2, plan);
+        try {
+          p.profile = true;
+          let t0 = now();
+          const first = await backend.forward({ ids: prompt, plan, logits: 'none', cache, pick: 'argmax' });
+          const prefill = p.lastProfile ? summarize(p.lastProfile, now() - t0, L) : null;
+          t0 = now();
+          await backend.forward({ ids: [first.picked ?? 0], plan, logits: 'none', cache, pick: 'argmax' });
+          const decode = p.lastProfile ? summarize(p.lastProfile, now() - t0, L) : null;
+          out.profile =
+            prefill && decode
+              ? { method: 'timestamp-query: one compute pass per dispatch with begin/end timestamps (adds pass overhead; totals are for ranking)', prefill: { tokens: config.prompt, ...prefill }, decode }
+              : { skipped: 'the adapter offers no timestamp-query' };
+        } finally {
+          p.profile = false;
+          cache.dispose();
+        }
+        log(`profile: ${JSON.stringify(out.profile).slice(0, 300)}`);
+      }
     }
 
     if (config.sections.includes('scoring')) {

@@ -237,7 +237,7 @@ export function renderTable(results, { RUNTIME_TITLES }) {
   out.push('');
   out.push(
     'Best decode step (median in parentheses) over ' +
-      'short generations (sizes above) in rounds alternating the full and pruned plans; removed blocks are spread over the stack. The fit (least squares over the plans) separates the per-step cost that does not scale with the block count (embedding, final norm, LM head over the vocabulary, read-back, sampling, dispatch/submit overhead) from the per-block cost; that fixed part is why a measured ratio sits above (L − k)/L. The bytes-ideal counts what a decode step reads from the weights: (lm head + final norm + one embedding row + the kept blocks' tensors) ÷ (the same with every block) — the ratio a bandwidth-bound GPU would show; on a dispatch-bound software adapter the per-step fixed cost (submit, read-back, head) weighs more than its bytes.',
+      'short generations (sizes above) in rounds alternating the full and pruned plans; removed blocks are spread over the stack. The fit (least squares over the plans) separates the per-step cost that does not scale with the block count (embedding, final norm, LM head over the vocabulary, read-back, sampling, dispatch/submit overhead) from the per-block cost; that fixed part is why a measured ratio sits above (L − k)/L. The bytes-ideal counts what a decode step reads from the weights: (lm head + final norm + one embedding row + the kept blocks’ tensors) ÷ (the same with every block) — the ratio a bandwidth-bound GPU would show; on a dispatch-bound software adapter the per-step fixed cost (submit, read-back, head) weighs more than its bytes.',
   );
   out.push('');
 

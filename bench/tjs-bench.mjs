@@ -50,7 +50,14 @@ export async function runTjsBench(tjs, config, log = () => {}) {
     const adapter = await globalThis.navigator.gpu.requestAdapter();
     if (adapter && !adapter.features.has('shader-f16')) return { skipped: `the ${dtype} variant needs the adapter feature shader-f16, which this adapter (${adapter.info?.architecture || adapter.info?.vendor || 'WebGPU'}) lacks` };
   }
-  const model = await tjs.AutoModelForCausalLM.from_pretrained(config.model, { device: config.device, dtype });
+  let model;
+  try {
+    model = await tjs.AutoModelForCausalLM.from_pretrained(config.model, { device: config.device, dtype });
+  } catch (e) {
+    // the same refusal, when it comes from transformers.js itself (its own adapter check)
+    if (dtype.includes('f16') && /support fp16|requires f16/i.test(String(e?.message ?? e))) return { skipped: `the ${dtype} variant cannot run on this adapter: ${e.message}` };
+    throw e;
+  }
   out.dtype = dtype;
   out.load = { loadMs: round(performance.now() - t, 1) };
   log(`loaded ${config.model} on ${config.device} in ${(performance.now() - t).toFixed(0)} ms`);
