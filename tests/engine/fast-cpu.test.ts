@@ -47,10 +47,17 @@ function hostTensor(values: Float32Array, shape: number[], dtype: 'F32' | 'F16' 
 }
 
 const ort = (await import('onnxruntime-node')) as unknown as OrtModule;
-const modes = ['input', 'initializer'] as const;
+// The browser's runtime, run here on its wasm build (Node resolves onnxruntime-web to it): the lab's kernels.
+const ortWeb = (await import('onnxruntime-web')) as unknown as OrtModule & { env: { wasm: { numThreads: number } } };
+ortWeb.env.wasm.numThreads = 1;
+const runtimes = [
+  { label: 'onnxruntime-node, weights as inputs', runtime: ort, weights: 'input', executionProviders: ['cpu'] },
+  { label: 'onnxruntime-node, weights as initializers', runtime: ort, weights: 'initializer', executionProviders: ['cpu'] },
+  { label: 'onnxruntime-web (wasm), weights as initializers', runtime: ortWeb, weights: 'initializer', executionProviders: ['wasm'] },
+] as const;
 
-describe.each(modes)('onnxruntime kernels, weights as %s, vs the TypeScript reference', (weights) => {
-  const fast = ortKernels(ort, { threads: 2, runtime: 'onnxruntime-node', weights });
+describe.each(runtimes)('$label: kernels vs the TypeScript reference', ({ runtime, weights, executionProviders }) => {
+  const fast = ortKernels(runtime, { threads: 2, runtime: 'test', weights, executionProviders });
   const reference = referenceKernels();
 
   it.each(['F32', 'F16', 'BF16'] as const)('linear with and without bias, %s weights, 1 and 7 rows, within 1e-5', async (dtype) => {
@@ -120,7 +127,7 @@ describe.each(modes)('onnxruntime kernels, weights as %s, vs the TypeScript refe
   });
 
   it('releaseLinear (block streaming) drops a weight: its bytes leave weightBytes, and preparing it again works', async () => {
-    const k = ortKernels(ort, { threads: 1, runtime: 'onnxruntime-node', weights });
+    const k = ortKernels(runtime, { threads: 1, runtime: 'test', weights, executionProviders });
     const w = hostTensor(random(16 * 8, 21), [16, 8], 'F32');
     const l = k.prepareLinear(w, null);
     expect(k.weightBytes).toBe(16 * 8 * 4);
