@@ -262,6 +262,34 @@ export function renderTable(results, { RUNTIME_TITLES }) {
   );
   out.push('');
 
+  // ---- profile (--profile)
+  const profiled = oursRuns.filter((r) => r.result?.profile);
+  if (profiled.length) {
+    out.push('## Profile: GPU time per kernel (timestamp-query, --profile)');
+    out.push('');
+    out.push('| model | runtime | step | wall ms | GPU ms | per block GPU ms | fixed ms (embed + head + outside kernels) | kernels: dispatches × GPU ms (achieved GB/s of weights read) |');
+    out.push('|---|---|---|---|---|---|---|---|');
+    for (const run of profiled) {
+      const p = run.result.profile;
+      if (p.skipped) {
+        out.push(`| ${run.model} | ${title(run.runtime)} | — | — | — | — | — | ${p.skipped} |`);
+        continue;
+      }
+      for (const [step, d] of [
+        [`prefill ${p.prefill.tokens}`, p.prefill],
+        ['decode', p.decode],
+      ]) {
+        const kernels = d.kernels.map((k) => `${k.kernel} ${k.dispatches} × ${fmt(k.gpuMs / k.dispatches, 2)}${k.gbPerS === null ? '' : ` (${fmt(k.gbPerS, 2)} GB/s)`}`).join('; ');
+        out.push(`| ${run.model} | ${title(run.runtime)} | ${step} | ${fmt(d.wallMs)} | ${fmt(d.gpuMs)} | ${fmt(d.perBlockGpuMs, 2)} | ${fmt(d.fixedMs)} | ${kernels} |`);
+      }
+    }
+    out.push('');
+    out.push(
+      'Each dispatch runs in its own compute pass with begin/end timestamps (extra pass overhead: rank kernels with it, do not add it up as a step time). GB/s = weight bytes the kernel read ÷ its GPU time; compare with the adapter’s memory bandwidth on real hardware.',
+    );
+    out.push('');
+  }
+
   // ---- not measured
   const missing = [];
   for (const run of runs) {
