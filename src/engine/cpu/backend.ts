@@ -12,7 +12,7 @@ import { planKey, type Plan } from '../plan.ts';
 import { decodeToF32, type HostTensor } from '../safetensors.ts';
 import type { BlockWeights, Linear, ModelWeights, Norm } from '../weights.ts';
 import { type CpuKernels, type PreparedLinear, referenceKernels } from './kernels.ts';
-import { ACTIVATIONS, addInPlace, blockStatSums, causalAttention, finalLogits, gated, layerNorm, mapInPlace, nll, rmsNorm, rope } from './ops.ts';
+import { addInPlace, blockStatSums, finalLogits, layerNorm, rmsNorm, rope } from './ops.ts';
 
 interface F32Norm {
   w: Float32Array;
@@ -28,7 +28,7 @@ interface CpuBlock {
   kNorm: Float32Array | null;
   attnPostNorm: F32Norm | null;
   mlpNorm: F32Norm | null;
-  gate: PreparedLinear | null;
+  /** act(x·Wᵀ) for a plain MLP, act(x·Gᵀ) ⊙ (x·Uᵀ) for a gated one: one kernel call. */
   up: PreparedLinear;
   down: PreparedLinear;
   mlpPostNorm: F32Norm | null;
@@ -74,7 +74,6 @@ export class CpuBackend implements Backend {
   private readonly blocks: (CpuBlock | undefined)[];
   private readonly finalNorm: F32Norm;
   private readonly lmHead: PreparedLinear;
-  private readonly act: (v: number) => number;
   private readonly prepareBlock: (b: BlockWeights) => CpuBlock;
 
   constructor(
@@ -107,15 +106,13 @@ export class CpuBackend implements Backend {
       kNorm: b.kNorm ? f32(b.kNorm) : null,
       attnPostNorm: norm(b.attnPostNorm),
       mlpNorm: norm(b.mlpNorm),
-      gate: b.gate ? lin(b.gate) : null,
-      up: lin(b.up),
+      up: b.gate ? kernels.prepareGated(b.gate, b.up, spec.activation) : kernels.prepareLinear(b.up.weight, b.up.bias, spec.activation),
       down: lin(b.down),
       mlpPostNorm: norm(b.mlpPostNorm),
     });
     this.blocks = Array.from({ length: spec.layers }, (_, i) => (weights.blocks[i] ? this.prepareBlock(weights.blocks[i]) : undefined));
     this.finalNorm = norm(weights.finalNorm) as F32Norm;
     this.lmHead = lin({ weight: weights.lmHead, bias: null });
-    this.act = ACTIVATIONS[spec.activation];
     let weightBytes = kernels.weightBytes;
     for (const v of decoded.values()) weightBytes += v.byteLength;
     const threads = kernels.threads > 1 ? `, ${kernels.threads} threads` : '';
@@ -189,14 +186,12 @@ export class CpuBackend implements Backend {
       values = layer.values;
     }
     const shape = { heads, kvHeads, headDim, scale: attnScale, softcap: attnSoftcap, window: kind.window };
-    const attended = causalAttention(q, rows, keys, values, cache ? firstPosition : 0, shape);
+    const attended = await this.kernels.attention(q, rows, keys, values, cache ? firstPosition : 0, shape);
     return this.linear(attended, rows, block.o);
   }
 
   private async mlp(xNorm: Float32Array, rows: number, block: CpuBlock): Promise<Float32Array> {
-    const up = await this.linear(xNorm, rows, block.up);
-    const act = block.gate ? gated(await this.linear(xNorm, rows, block.gate), up, this.act) : mapInPlace(up, this.act);
-    return this.linear(act, rows, block.down);
+    return this.linear(await this.linear(xNorm, rows, block.up), rows, block.down);
   }
 
   /** One block on the residual stream x (in place): the halves the plan keeps, as the family wires them. */
@@ -227,10 +222,12 @@ export class CpuBackend implements Backend {
     return finalLogits(await this.linear(this.normalize(picked, this.finalNorm), rows.length, this.lmHead), this.spec.logitScale, this.spec.finalSoftcap);
   }
 
-  private sumNll(all: Float32Array, ids: ArrayLike<number>): number {
+  /** Σ_t −log softmax(logits_t)[ids_{t+1}] = Σ_t lse_t − logit_t[ids_{t+1}]. */
+  private async sumNll(all: Float32Array, ids: ArrayLike<number>): Promise<number> {
     const { vocabSize } = this.spec;
+    const lse = await this.kernels.logSumExp(all, ids.length - 1, vocabSize);
     let sum = 0;
-    for (let t = 0; t + 1 < ids.length; t++) sum += nll(all, t * vocabSize, vocabSize, ids[t + 1]);
+    for (let t = 0; t + 1 < ids.length; t++) sum += lse[t] - all[t * vocabSize + ids[t + 1]];
     return sum;
   }
 
@@ -260,7 +257,7 @@ export class CpuBackend implements Backend {
       const wantRows = request.logits === 'last' && !request.nll ? [rows - 1] : Array.from({ length: rows }, (_, t) => t);
       const all = await this.logitsOf(x, wantRows);
       if (request.nll) {
-        nllSum = this.sumNll(all, ids);
+        nllSum = await this.sumNll(all, ids);
         nllCount = rows - 1;
       }
       if (request.logits === 'all') logits = all;
@@ -278,7 +275,7 @@ export class CpuBackend implements Backend {
     releaseBlock: (index) => {
       const block = this.blocks[index];
       if (!block) return;
-      for (const l of [block.q, block.k, block.v, block.o, block.gate, block.up, block.down]) if (l) this.kernels.releaseLinear?.(l);
+      for (const l of [block.q, block.k, block.v, block.o, block.up, block.down]) this.kernels.releaseLinear?.(l);
       this.blocks[index] = undefined;
     },
     embed: async (ids) => {
@@ -298,7 +295,7 @@ export class CpuBackend implements Backend {
       const vocab = this.spec.vocabSize;
       return {
         lastLogits: want.lastLogits ? all.slice((rows.length - 1) * vocab) : null,
-        nllSum: want.nll ? this.sumNll(all, ids) : 0,
+        nllSum: want.nll ? await this.sumNll(all, ids) : 0,
         nllCount: want.nll ? ids.length - 1 : 0,
       };
     },
