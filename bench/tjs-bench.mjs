@@ -45,8 +45,9 @@ export async function runTjsBench(tjs, config, log = () => {}) {
   let t = performance.now();
   // dtype picks the variant file: fp32 → onnx/model.onnx, fp16 → model_fp16.onnx, q4 → model_q4.onnx, q4f16 → model_q4f16.onnx
   const dtype = config.dtype ?? 'fp32';
+  const halfPrecision = dtype === 'fp16' || dtype === 'q4f16';
   // transformers.js refuses fp16 models on an adapter without shader-f16 (SwiftShader has none): a stated skip, not a failure
-  if (config.device === 'webgpu' && dtype.includes('f16') && globalThis.navigator?.gpu) {
+  if (config.device === 'webgpu' && halfPrecision && globalThis.navigator?.gpu) {
     const adapter = await globalThis.navigator.gpu.requestAdapter();
     if (adapter && !adapter.features.has('shader-f16')) return { skipped: `the ${dtype} variant needs the adapter feature shader-f16, which this adapter (${adapter.info?.architecture || adapter.info?.vendor || 'WebGPU'}) lacks` };
   }
@@ -55,7 +56,7 @@ export async function runTjsBench(tjs, config, log = () => {}) {
     model = await tjs.AutoModelForCausalLM.from_pretrained(config.model, { device: config.device, dtype });
   } catch (e) {
     // the same refusal, when it comes from transformers.js itself (its own adapter check)
-    if (dtype.includes('f16') && /support fp16|requires f16/i.test(String(e?.message ?? e))) return { skipped: `the ${dtype} variant cannot run on this adapter: ${e.message}` };
+    if (halfPrecision && /support fp16|requires f16/i.test(String(e?.message ?? e))) return { skipped: `the ${dtype} variant cannot run on this adapter: ${e.message}` };
     throw e;
   }
   out.dtype = dtype;
