@@ -16,5 +16,6 @@ test('tests/webgpu holds WebGPU suites', () => {
 test.each(files)('tests/webgpu/%s runs its suites through describeGpu, never a conditional skip', (file) => {
   const source = readFileSync(join(DIR, file), 'utf8');
   expect(source).toMatch(/\bdescribeGpu\(/);
-  expect(source.match(/\.(skipIf|runIf|skip)\(|\bgpuAvailable\b/g) ?? [], file).toEqual([]);
+  // A test may still skip itself at run time for an optional adapter feature (ctx.skip()): that is counted and named.
+  expect(source.match(/\b(describe|test|it)\.(skipIf|runIf|skip)\(|\bgpuAvailable\b/g) ?? [], file).toEqual([]);
 });
