@@ -11,7 +11,8 @@ import { PruneLabError } from '../src/engine/errors.ts';
 import { checkRemovalLeavesBlock, checkSequenceLength, checkTextLength, type Finding } from '../src/engine/limits.ts';
 import { BACKEND_KINDS, type BackendKind, Model } from '../src/engine/model.ts';
 import { makePlan, type Plan, type Removal } from '../src/engine/plan.ts';
-import { directorySource, hubSource, looksLikeHubId, type ModelSource } from '../src/engine/sources.ts';
+import { hubAccess } from '../src/engine/hub.ts';
+import { directorySource, HUB_ORIGIN, hubSource, looksLikeHubId, type ModelSource } from '../src/engine/sources.ts';
 import { windows } from '../src/engine/tokenizer.ts';
 import { nodeWebGpuProblem, uninstallNodeWebGpu } from '../src/engine/webgpu/node.ts';
 import type { FlagSpec, Flags, Warn } from './args.ts';
@@ -100,8 +101,9 @@ async function defaultBackend(): Promise<BackendDecision> {
   return decision;
 }
 
+/** A hub model reads HF_TOKEN (gated repositories; sent to huggingface.co only) and explains a 401 / 403. */
 function sourceFor(model: string): ModelSource {
-  return looksLikeHubId(model) && !model.includes('public/') ? hubSource(model) : directorySource(model);
+  return looksLikeHubId(model) && !model.includes('public/') ? hubSource(model, HUB_ORIGIN, undefined, hubAccess(model, HUB_ORIGIN, process.env.HF_TOKEN)) : directorySource(model);
 }
 
 export function modelFlag(flags: Flags): string {

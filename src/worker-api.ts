@@ -21,7 +21,11 @@ export type ModelSourceSpec =
   | { kind: 'builtin'; name: string }
   | { kind: 'url'; url: string }
   /** `expectedBytes`: the weight files' total from a hub listing (src/engine/hub.ts), for the progress bar. */
-  | { kind: 'hub'; id: string; expectedBytes?: number }
+  /**
+   * `id` as the person gave it (owner/name@revision); `commit`: the revision resolved when it was listed, the
+   * files read are that commit's; `token`: an access token for a gated repository (sent to the hub only).
+   */
+  | { kind: 'hub'; id: string; expectedBytes?: number; commit?: string; token?: string }
   | { kind: 'files'; files: File[]; label?: string };
 
 /** `auto`: WebGPU on a hardware adapter, else the fast CPU backend (backend-choice.ts), with the reason shown. */
@@ -194,4 +198,6 @@ export interface PrunedZipRequest {
   scores: BlockScore[];
   calibration?: string;
   link?: string;
+  /** Where the original weights came from, e.g. "owner/name at commit abc… (revision main)". */
+  weights?: string;
 }

@@ -20,7 +20,7 @@ import { accumulateStats, createBackend, Model } from '../src/engine/model.ts';
 import { makePlan } from '../src/engine/plan.ts';
 import { topTokens } from '../src/engine/sampling.ts';
 import { hubModelSource } from '../src/engine/hub.ts';
-import { fileListSource, type ModelSource, urlSource } from '../src/engine/sources.ts';
+import { fileListSource, type ModelSource, parseHubId, urlSource } from '../src/engine/sources.ts';
 import { prunedCheckpointZip, prunedFolderName } from '../src/export/zip.ts';
 import { healUnavailableReason } from '../src/analysis/heal.ts';
 import { handoffFileName, handoffText, keptBlocks } from '../src/export/handoff.ts';
@@ -143,8 +143,11 @@ function resolveSource(spec: ModelSourceSpec): { source: ModelSource; name: stri
       return { source: urlSource(new URL(spec.url, appBase).href, spec.url), name: spec.url };
     case 'hub': {
       // Origin-checked, and cached per owner/name@revision in the Cache API so a reload downloads nothing.
-      const source = hubModelSource(spec.id, { onCacheError: (e, file) => console.warn(`PruneLab: could not cache ${file}:`, e) });
-      return { source, name: source.label };
+      // At its commit when the listing resolved one: the weights are the ones the link names.
+      const { repo, revision } = parseHubId(spec.id);
+      const pinned = spec.commit ? `${repo}@${spec.commit}` : spec.id;
+      const source = hubModelSource(pinned, { token: spec.token, onCacheError: (e, file) => console.warn(`PruneLab: could not cache ${file}:`, e) });
+      return { source, name: revision === 'main' ? repo : `${repo}@${revision}` };
     }
     case 'files': {
       const folder = (spec.files[0] as File & { webkitRelativePath?: string })?.webkitRelativePath?.split('/')[0];
@@ -383,6 +386,7 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
         scores: request.scores,
         calibration: request.calibration,
         link: request.link,
+        weights: request.weights,
       });
       return { bytes, fileName: `${prunedFolderName(current?.info.name ?? model.checkpoint.label)}.zip` };
     });

@@ -10,7 +10,7 @@ import type { Metric } from '../../src/analysis/influence.ts';
 import { familyForConfig } from '../../src/engine/arch/registry.ts';
 import { PruneLabError } from '../../src/engine/errors.ts';
 import { MAX_HEADER_BYTES } from '../../src/engine/safetensors.ts';
-import { hubFileUrl } from '../../src/engine/hub.ts';
+import { explainHubStatus, hubFileUrl, resolveHubCommit } from '../../src/engine/hub.ts';
 import { HUB_ORIGIN, looksLikeHubId, parseHubId } from '../../src/engine/sources.ts';
 import { HANDOFF_FORMATS, type HandoffFormat, type HandoffSource, handoffFileName, handoffText, keptBlocks } from '../../src/export/handoff.ts';
 import { prunedConfigChanges } from '../../src/export/pruned-checkpoint.ts';
@@ -51,7 +51,7 @@ function hubReader(repo: string, revision: string, origin: string, token: string
       throw new PruneLabError(`request failed (${(e as Error).message})`, { file: url });
     }
     if (response.status === 404) return null;
-    if (!response.ok) throw new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
+    if (!response.ok) throw new PruneLabError(explainHubStatus(response.status, repo, !!token) ?? `HTTP ${response.status} ${response.statusText}`, { file: url });
     if (bytes === undefined || !response.body) return new Uint8Array(await response.arrayBuffer());
     // A server that ignores Range sends the whole file: read only what is needed.
     const reader = response.body.getReader();
@@ -104,7 +104,9 @@ async function storedDtypes(read: Reader): Promise<string[]> {
 export interface ExportOptions {
   /** The hub's origin (tests: a local stand-in). */
   origin?: string;
-  /** Resolves a hub revision to its commit (piece of src/engine/hub.ts); absent: the revision stays as given. */
+  /** An access token for gated repositories (default: HF_TOKEN); sent to the hub's origin only. */
+  token?: string;
+  /** Resolves a hub revision to its commit (default: the hub's revision API, src/engine/hub.ts). */
   resolveCommit?: (repo: string, revision: string, token: string | undefined) => Promise<string | null>;
 }
 
@@ -117,14 +119,15 @@ async function run(flags: Flags, out: Out, options: ExportOptions = {}): Promise
   const metricFlag = flags.str('metric');
   if (metricFlag !== undefined && !(metricFlag in METRIC_NAMES)) throw new PruneLabError(`--metric must be bi, angular or relmag, got "${metricFlag}"`);
   const model = modelFlag(flags);
-  const token = process.env.HF_TOKEN || undefined;
+  const token = options.token ?? (process.env.HF_TOKEN || undefined);
 
   let source: HandoffSource;
   let read: Reader;
   if (looksLikeHubId(model) && !existsSync(model)) {
     const { repo, revision } = parseHubId(model);
     const origin = (options.origin ?? HUB_ORIGIN).replace(/\/+$/, '');
-    const commit = (await options.resolveCommit?.(repo, revision, token)) ?? undefined;
+    const resolve = options.resolveCommit ?? ((r: string, rev: string, t?: string) => resolveHubCommit(`${r}@${rev}`, { origin, allowed: [origin], token: t }));
+    const commit = (await resolve(repo, revision, token)) ?? undefined;
     // Read the files at the commit the script will name, so the numbers and the script agree.
     read = hubReader(repo, commit ?? revision, origin, token);
     source = { kind: 'hub', repo, revision, ...(commit ? { commit } : {}) };

@@ -8,7 +8,42 @@
  * by fetch and not checked again).
  */
 import { PruneLabError } from './errors.ts';
-import { HUB_ORIGIN, hubSource, type ModelSource, parseHubId, rangedReader } from './sources.ts';
+import { HUB_ORIGIN, hubSource, type ModelSource, parseHubId, rangedReader, type UrlAccess } from './sources.ts';
+
+// ---------------------------------------------------------------- access tokens (gated repositories)
+
+/** The Authorization header for a request to `url`: only when the URL is on the hub's origin, so the token never goes elsewhere. */
+export function hubAuthHeaders(url: string, origin: string, token?: string | null): Record<string, string> {
+  if (!token) return {};
+  try {
+    return new URL(url).origin === new URL(origin).origin ? { authorization: `Bearer ${token}` } : {};
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * What the hub's refusal means for `repo`: 401 without a token = gated or private, 401 with one = the token is
+ * wrong or expired, 403 = the token's account has not been granted the gated model. Null for other statuses.
+ */
+export function explainHubStatus(status: number, repo: string, hasToken: boolean): string | null {
+  if (status === 401 && !hasToken) {
+    return `${repo} is gated or private: huggingface.co answers only with an access token (give one under "Access token"; the CLI and the transformers script read HF_TOKEN)`;
+  }
+  if (status === 401) return `huggingface.co refused the access token for ${repo} (401: wrong or expired); check the token under "Access token"`;
+  if (status === 403) {
+    return hasToken
+      ? `the access token does not open ${repo} (403): ${repo} is gated; accept its license on huggingface.co/${repo} with the token's account, or use a token with read access`
+      : `${repo} is gated (403): accept its license on huggingface.co/${repo} and give an access token`;
+  }
+  return null;
+}
+
+function refusal(response: Response, repo: string, token: string | null | undefined): PruneLabError | null {
+  // The sentence names the repository; the URL would only bury it.
+  const why = explainHubStatus(response.status, repo, !!token);
+  return why ? new PruneLabError(why) : null;
+}
 
 // ---------------------------------------------------------------- allowed hosts
 
@@ -62,11 +97,41 @@ export interface HubListing {
   totalBytes: number;
   /** 'api': the hub's tree listing; 'head': HEAD requests on each file (API unavailable). */
   method: 'api' | 'head';
+  /** The commit the revision points at now (the hub's revision API); null when it could not be asked. */
+  commit: string | null;
 }
 
 export interface ListOptions extends OriginPolicy {
   origin?: string;
   signal?: AbortSignal;
+  /** A Hugging Face access token for gated or private repositories; sent to the hub's origin only. */
+  token?: string | null;
+}
+
+const COMMIT = /^[0-9a-f]{40}$/;
+
+/**
+ * The commit `owner/name@revision` points at now, from the hub's revision API (a 40-hex revision is already
+ * one). Null when the API does not answer; a gated repository without access throws the explanation.
+ */
+export async function resolveHubCommit(id: string, options: ListOptions = {}): Promise<string | null> {
+  const origin = (options.origin ?? HUB_ORIGIN).replace(/\/+$/, '');
+  assertAllowedOrigin(origin, options);
+  const { repo, revision } = parseHubId(id);
+  if (COMMIT.test(revision)) return revision;
+  const url = `${origin}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: options.signal, headers: { accept: 'application/json', ...hubAuthHeaders(url, origin, options.token) } });
+  } catch (e) {
+    if ((e as Error).name === 'AbortError') throw e;
+    return null;
+  }
+  const refused = refusal(response, repo, options.token);
+  if (refused) throw refused;
+  if (!response.ok) return null;
+  const sha = ((await response.json().catch(() => null)) as { sha?: unknown } | null)?.sha;
+  return typeof sha === 'string' && COMMIT.test(sha) ? sha : null;
 }
 
 const CONFIG_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
@@ -77,9 +142,9 @@ export function hubFileUrl(origin: string, repo: string, revision: string, file:
   return `${origin}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
 }
 
-async function request(url: string, init: RequestInit): Promise<Response> {
+async function request(url: string, init: RequestInit, token?: string | null): Promise<Response> {
   try {
-    return await fetch(url, init);
+    return await fetch(url, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), ...(token ? { authorization: `Bearer ${token}` } : {}) } });
   } catch (e) {
     if ((e as Error).name === 'AbortError') throw e;
     throw new PruneLabError(`request failed (${(e as Error).message})`, { file: url });
@@ -97,10 +162,10 @@ function shardsOf(index: unknown): string[] {
   return (files as string[]).sort();
 }
 
-async function fetchIndex(origin: string, repo: string, revision: string, signal?: AbortSignal): Promise<string[]> {
+async function fetchIndex(origin: string, repo: string, revision: string, signal?: AbortSignal, token?: string | null): Promise<string[]> {
   const url = hubFileUrl(origin, repo, revision, INDEX);
-  const response = await request(url, { signal });
-  if (!response.ok) throw new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
+  const response = await request(url, { signal }, token);
+  if (!response.ok) throw refusal(response, repo, token) ?? new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
   let index: unknown;
   try {
     index = await response.json();
@@ -112,17 +177,19 @@ async function fetchIndex(origin: string, repo: string, revision: string, signal
 }
 
 /** The tree API's file entries (following `Link: <…>; rel="next"` pages); null when it is unavailable. */
-async function treeEntries(origin: string, repo: string, revision: string, signal?: AbortSignal): Promise<Map<string, number> | null> {
+async function treeEntries(origin: string, repo: string, revision: string, signal?: AbortSignal, token?: string | null): Promise<Map<string, number> | null> {
   const sizes = new Map<string, number>();
   let url: string | null = `${origin}/api/models/${repo}/tree/${encodeURIComponent(revision)}`;
   for (let page = 0; url !== null && page < 50; page++) {
     let response: Response;
     try {
-      response = await fetch(url, { signal, headers: { accept: 'application/json' } });
+      response = await fetch(url, { signal, headers: { accept: 'application/json', ...hubAuthHeaders(url, origin, token) } });
     } catch (e) {
       if ((e as Error).name === 'AbortError') throw e;
       return null;
     }
+    const refused = refusal(response, repo, token);
+    if (refused) throw refused;
     if (!response.ok) return null;
     let entries: unknown;
     try {
@@ -145,10 +212,10 @@ async function treeEntries(origin: string, repo: string, revision: string, signa
 }
 
 /** Size of one file by HEAD; null when absent (404). */
-async function headSize(url: string, signal?: AbortSignal): Promise<number | null> {
-  const response = await request(url, { method: 'HEAD', signal });
+async function headSize(url: string, signal?: AbortSignal, repo = '', token?: string | null): Promise<number | null> {
+  const response = await request(url, { method: 'HEAD', signal }, token);
   if (response.status === 404) return null;
-  if (!response.ok) throw new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
+  if (!response.ok) throw refusal(response, repo, token) ?? new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
   // The hub's resolve answers for LFS files carry the real size in x-linked-size.
   const size = Number(response.headers.get('x-linked-size') ?? response.headers.get('content-length'));
   if (!Number.isFinite(size) || size < 0) throw new PruneLabError('the server did not say how big the file is', { file: url });
@@ -162,40 +229,43 @@ async function headSize(url: string, signal?: AbortSignal): Promise<number | nul
 export async function listHubFiles(id: string, options: ListOptions = {}): Promise<HubListing> {
   const origin = (options.origin ?? HUB_ORIGIN).replace(/\/+$/, '');
   assertAllowedOrigin(origin, options);
-  const { repo, revision } = parseHubId(id);
-  const { signal } = options;
-  const tree = await treeEntries(origin, repo, revision, signal);
+  const { repo, revision: given } = parseHubId(id);
+  const { signal, token } = options;
+  // The commit first: the files listed (and later read) are that commit's, whatever the branch does meanwhile.
+  const commit = await resolveHubCommit(id, options);
+  const revision = commit ?? given;
+  const tree = await treeEntries(origin, repo, revision, signal, token);
   if (tree !== null) {
     if (!tree.has('config.json')) throw new PruneLabError(`no config.json in ${repo}@${revision}`, { file: 'config.json' });
     // As loadCheckpoint reads them: tokenizer_config.json only alongside tokenizer.json.
     const wanted = CONFIG_FILES.filter((f) => tree.has(f) && (f !== 'tokenizer_config.json' || tree.has('tokenizer.json')));
     if (tree.has(INDEX)) {
       wanted.push(INDEX);
-      for (const shard of await fetchIndex(origin, repo, revision, signal)) {
+      for (const shard of await fetchIndex(origin, repo, revision, signal, token)) {
         if (!tree.has(shard)) throw new PruneLabError(`is listed in the index but missing from ${repo}@${revision}`, { file: shard });
         wanted.push(shard);
       }
     } else if (tree.has(SINGLE)) wanted.push(SINGLE);
     else throw new PruneLabError(`no model.safetensors in ${repo}@${revision} (only safetensors checkpoints are supported)`, { file: SINGLE });
     const files = wanted.map((path) => ({ path, size: tree.get(path) as number }));
-    return { repo, revision, files, totalBytes: files.reduce((a, f) => a + f.size, 0), method: 'api' };
+    return { repo, revision: given, files, totalBytes: files.reduce((a, f) => a + f.size, 0), method: 'api', commit };
   }
   const files: HubFile[] = [];
   const head = async (path: string) => {
-    const size = await headSize(hubFileUrl(origin, repo, revision, path), signal);
+    const size = await headSize(hubFileUrl(origin, repo, revision, path), signal, repo, token);
     if (size !== null) files.push({ path, size });
     return size;
   };
   if ((await head('config.json')) === null) throw new PruneLabError(`no config.json in ${repo}@${revision}`, { file: 'config.json' });
   if ((await head('tokenizer.json')) !== null) await head('tokenizer_config.json');
   if ((await head(INDEX)) !== null) {
-    for (const shard of await fetchIndex(origin, repo, revision, signal)) {
+    for (const shard of await fetchIndex(origin, repo, revision, signal, token)) {
       if ((await head(shard)) === null) throw new PruneLabError(`is listed in the index but missing from ${repo}@${revision}`, { file: shard });
     }
   } else if ((await head(SINGLE)) === null) {
     throw new PruneLabError(`no model.safetensors in ${repo}@${revision} (only safetensors checkpoints are supported)`, { file: SINGLE });
   }
-  return { repo, revision, files, totalBytes: files.reduce((a, f) => a + f.size, 0), method: 'head' };
+  return { repo, revision: given, files, totalBytes: files.reduce((a, f) => a + f.size, 0), method: 'head', commit };
 }
 
 // ---------------------------------------------------------------- Cache API
@@ -325,13 +395,24 @@ export function cachedSource(source: ModelSource, cacheName: string, options: Ca
 
 export interface HubSourceOptions extends CacheOptions, OriginPolicy {
   origin?: string;
+  /** A Hugging Face access token for gated or private repositories; sent to the hub's origin only. */
+  token?: string | null;
 }
 
-/** A hub checkpoint as a ModelSource: origin checked, reads cached per `owner/name@revision`. */
+/**
+ * A hub checkpoint as a ModelSource: origin checked, reads cached per `owner/name@revision` (pass the commit
+ * as the revision to pin the weights), a gated repository's refusals explained.
+ */
 export function hubModelSource(id: string, options: HubSourceOptions = {}): ModelSource {
   const origin = (options.origin ?? HUB_ORIGIN).replace(/\/+$/, '');
   assertAllowedOrigin(origin, options);
-  return cachedSource(hubSource(id, origin), modelCacheName(id), options);
+  return cachedSource(hubSource(id, origin, undefined, hubAccess(id, origin, options.token)), modelCacheName(id), options);
+}
+
+/** Reads from the hub with a token (its origin only) and refusals explained: for hubSource / urlSource. */
+export function hubAccess(id: string, origin = HUB_ORIGIN, token?: string | null): UrlAccess {
+  const { repo } = parseHubId(id);
+  return { headers: hubAuthHeaders(`${origin}/`, origin, token), explain: (status: number) => explainHubStatus(status, repo, !!token) };
 }
 
 export interface CachedModel {

@@ -119,12 +119,23 @@ async function readBody(response: Response, url: string, progress?: Progress): P
   return out;
 }
 
+/** Credentials for a server (the hub's access token) and how to explain its refusals (401 / 403). */
+export interface UrlAccess {
+  headers?: Record<string, string>;
+  /** A sentence for a failed status (e.g. "gated: give an access token"); null: the plain HTTP status. */
+  explain?: (status: number) => string | null;
+}
+
 /** Files under a base URL: `${base}/${name}`. 404 means absent; other failures are errors. */
-export function urlSource(baseUrl: string, label = baseUrl, stats?: ReadStats): ModelSource {
+export function urlSource(baseUrl: string, label = baseUrl, stats?: ReadStats, access: UrlAccess = {}): ModelSource {
   const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
+  const failed = (response: Response, url: string) => {
+    const explained = access.explain?.(response.status);
+    return explained ? new PruneLabError(explained) : new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
+  };
   const get = async (url: string, init: RequestInit) => {
     try {
-      return await fetch(url, init);
+      return await fetch(url, { ...init, headers: { ...access.headers, ...(init.headers as Record<string, string> | undefined) } });
     } catch (e) {
       if ((e as Error).name === 'AbortError') throw e;
       throw new PruneLabError(`request failed (${(e as Error).message})`, { file: url });
@@ -152,7 +163,7 @@ export function urlSource(baseUrl: string, label = baseUrl, stats?: ReadStats): 
       if (wholeFiles.has(name)) return (await wholeFiles.get(name))?.byteLength ?? null;
       const response = await get(url, { headers: { Range: 'bytes=0-0' }, signal });
       if (response.status === 404) return null;
-      if (!response.ok) throw new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
+      if (!response.ok) throw failed(response, url);
       if (response.status === 206) {
         await response.body?.cancel();
         const total = /\/(\d+)$/.exec(response.headers.get('content-range') ?? '')?.[1];
@@ -179,22 +190,16 @@ export function urlSource(baseUrl: string, label = baseUrl, stats?: ReadStats): 
         }
         return bytes;
       }
-      if (!response.ok) throw new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
+      if (!response.ok) throw failed(response, url);
       // 200: the server ignores Range. Read the file once and slice it from memory, and say so.
       const body = wholeFile(name, url, response);
       return (await body).subarray(begin, end);
     },
     async read(name, progress, signal) {
       const url = base + name;
-      let response: Response;
-      try {
-        response = await fetch(url, { signal });
-      } catch (e) {
-        if ((e as Error).name === 'AbortError') throw e;
-        throw new PruneLabError(`request failed (${(e as Error).message})`, { file: url });
-      }
+      const response = await get(url, { signal });
       if (response.status === 404) return null;
-      if (!response.ok) throw new PruneLabError(`HTTP ${response.status} ${response.statusText}`, { file: url });
+      if (!response.ok) throw failed(response, url);
       // Dev servers and SPAs answer a missing file with their index.html and 200: that file is absent.
       if (!name.endsWith('.html') && (response.headers.get('content-type') ?? '').startsWith('text/html')) {
         await response.body?.cancel();
@@ -215,9 +220,9 @@ export function parseHubId(id: string): { repo: string; revision: string } {
   return { repo: match[1], revision: match[2] ?? 'main' };
 }
 
-export function hubSource(id: string, origin = HUB_ORIGIN, stats?: ReadStats): ModelSource {
+export function hubSource(id: string, origin = HUB_ORIGIN, stats?: ReadStats, access?: UrlAccess): ModelSource {
   const { repo, revision } = parseHubId(id);
-  return urlSource(`${origin}/${repo}/resolve/${encodeURIComponent(revision)}/`, revision === 'main' ? repo : `${repo}@${revision}`, stats);
+  return urlSource(`${origin}/${repo}/resolve/${encodeURIComponent(revision)}/`, revision === 'main' ? repo : `${repo}@${revision}`, stats, access);
 }
 
 /** A dropped folder or picked files; names are matched on the file's base name. */

@@ -22,6 +22,8 @@ export interface ZipNote {
   calibration?: string;
   /** The share link of the experiment. */
   link?: string;
+  /** Where the original weights came from (a hub model's commit), e.g. "owner/name at commit abc… (revision main)". */
+  weights?: string;
   /** Folder name inside the zip (default: the model's name + "-pruned"). */
   folder?: string;
   /** Time stamp of the files and the note (default: now). */
@@ -78,6 +80,7 @@ export function prunelabNote(checkpoint: Checkpoint, removed: readonly number[],
     ...(note.calibration ? [`- Calibration text: ${note.calibration}`] : []),
     `- Blocks kept: ${keptBlocks.length} (new \`layers.N\` ← original block: ${keptBlocks.map((old, k) => `${k}←${old}`).join(', ')})`,
     `- Made: ${(note.createdAt ?? new Date()).toISOString()}`,
+    ...(note.weights ? [`- Original weights: ${note.weights}`] : []),
     ...(note.link ? [`- Experiment: ${note.link}`] : []),
     '',
     '## How it was made',

@@ -8,7 +8,7 @@
  *   v1.<base64url of UTF-8 JSON>[.<base64url of the scores' uint16 codes>]
  *
  * JSON (short keys; every field written, so a link does not change meaning when defaults change):
- *   m  ["b", name] | ["h", "owner/name", revision]                     model
+ *   m  ["b", name] | ["h", "owner/name", revision] | ["h", "owner/name", revision, commit]   model (commit: 40 hex, later within v1)
  *   c  ["b", name, sequences, seqLen] | ["p", fingerprint, chars, sequences, seqLen]
  *      | ["i", text, sequences, seqLen]                                  calibration
  *   k  "bi" | "angular" | "relMagnitude";  n  angular distance n (≥ 1)  metric
@@ -20,6 +20,7 @@
  *        q: [[biMin, biMax], [angularMin, angularMax], [relMagnitudeMin, relMagnitudeMax]],
  *        e?: error bars { b: resamples, n: sequences, r: seed, q: [[min, max] × 3 metrics],
  *                         d: base64url of uint16 codes: per metric, every block's lower bound, then every upper bound } }
+ *   w  a strategies sweep: settings and curves (sweep-link.ts); came later within v1, like `s.e`.
  * The second segment holds, for bi, angular and relMagnitude in turn, one little-endian uint16 per
  * block (see codec.ts: a decoded score is within (max − min) / (2 · 65534) of the original). `s.e` came
  * later within v1: a link without it decodes as before (no whiskers), and older readers ignore it.
@@ -32,10 +33,12 @@ import type { BlockScore, Metric } from '../analysis/influence.ts';
 import { healCutProblem } from '../analysis/heal-spans.ts';
 import { CONFIDENCE, type Interval, type IntervalsInfo } from '../analysis/uncertainty.ts';
 import { base64urlToBytes, base64urlToJson, bytesToBase64url, dequantise, jsonToBase64url, packUint16, quantise, unpackUint16 } from './codec.ts';
+import { decodeSweep, encodeSweep, type SweepShare } from './sweep-link.ts';
 
 export const STATE_VERSION = 1;
 
-export type ModelChoice = { kind: 'builtin'; name: string } | { kind: 'hub'; id: string; revision: string };
+/** A hub model: the revision as given ("main") and, when resolved, the commit it pointed at (the weights scored). */
+export type ModelChoice = { kind: 'builtin'; name: string } | { kind: 'hub'; id: string; revision: string; commit?: string };
 
 export type CalibrationChoice =
   | { kind: 'builtin'; name: string; sequences: number; seqLen: number }
@@ -69,6 +72,8 @@ export interface ExperimentState {
   intervals?: IntervalsInfo;
   /** The removed spans are healed (the maps are refitted when the link opens). */
   heal?: boolean;
+  /** A finished strategies sweep: settings and curves (quantised in the link). */
+  sweep?: SweepShare;
 }
 
 export const LIMITS = {
@@ -108,7 +113,7 @@ const METRIC_KEYS: Metric[] = ['bi', 'angular', 'relMagnitude'];
 // ---------------------------------------------------------------- encode
 
 export function encodeState(state: ExperimentState): string {
-  const m = state.model.kind === 'hub' ? ['h', state.model.id, state.model.revision] : ['b', state.model.name];
+  const m = state.model.kind === 'hub' ? ['h', state.model.id, state.model.revision, ...(state.model.commit ? [state.model.commit] : [])] : ['b', state.model.name];
   const cal = state.calibration;
   const c =
     cal.kind === 'builtin'
@@ -129,6 +134,8 @@ export function encodeState(state: ExperimentState): string {
     g: [g.maxNewTokens, g.temperature, g.topK, g.seed],
   };
   if (state.heal) wire.h = 1;
+  const sweep = state.sweep && encodeSweep(state.sweep);
+  if (sweep) wire.w = sweep;
   let scoreSegment = '';
   if (state.scores && state.scores.length > 0) {
     const scores = state.scores;
@@ -231,6 +238,11 @@ export function isHubRevision(revision: unknown): revision is string {
 function decodeModel(raw: unknown, options: DecodeOptions, fallback: ModelChoice, notices: string[]): ModelChoice {
   if (Array.isArray(raw) && raw[0] === 'b' && raw.length === 2 && isBuiltinName(raw[1], options.builtinModels)) return { kind: 'builtin', name: raw[1] };
   if (Array.isArray(raw) && raw[0] === 'h' && raw.length === 3 && isHubRepo(raw[1]) && isHubRevision(raw[2])) return { kind: 'hub', id: raw[1], revision: raw[2] };
+  if (Array.isArray(raw) && raw[0] === 'h' && raw.length === 4 && isHubRepo(raw[1]) && isHubRevision(raw[2])) {
+    if (typeof raw[3] === 'string' && /^[0-9a-f]{40}$/.test(raw[3])) return { kind: 'hub', id: raw[1], revision: raw[2], commit: raw[3] };
+    notices.push(`Ignored the link's commit (${describe(raw[3])}): a commit is 40 hexadecimal digits. Opened ${raw[1]} at ${raw[2]} as it is now.`);
+    return { kind: 'hub', id: raw[1], revision: raw[2] };
+  }
   const what =
     Array.isArray(raw) && raw[0] === 'h'
       ? `hub model ${describe(raw[1])}${raw.length > 2 ? ` at revision ${describe(raw[2])}` : ''} is not a valid owner/name@revision`
@@ -406,6 +418,10 @@ export function validateForModel(state: ExperimentState, layers: number): { stat
     delete out.scores;
     delete out.intervals;
   }
+  if (state.sweep && state.sweep.layers !== layers) {
+    notices.push(`Ignored the link's strategies sweep: it was run on a model with ${state.sweep.layers} blocks, this one has ${layers}.`);
+    delete out.sweep;
+  }
   const healProblem = out.heal ? healCutProblem({ blocks: out.removed, attention: out.removedAttention, mlp: out.removedMlp }) : null;
   if (healProblem) {
     notices.push(`Ignored the link's heal: ${healProblem}.`);
@@ -471,6 +487,8 @@ export function decodeState(hash: string, options: DecodeOptions = {}): DecodedS
     const heal = get('h');
     if (heal === 1) state.heal = true;
     else if (heal !== undefined) notices.push(`Ignored the link's heal flag (${describe(heal)}): it must be 1 or absent.`);
+    const sweep = decodeSweep(get('w'), notices);
+    if (sweep) state.sweep = sweep;
     const intervals = scores && decodeIntervals(field(get('s'), 'e'), scores, notices);
     if (intervals) state.intervals = intervals;
     else delete state.intervals;

@@ -2,10 +2,13 @@
 // the cut; the guided tour steps to its end with the keyboard alone; the presenter view opens from a link;
 // the lab works at 390×844; a sweep survives a link round trip into a fresh profile.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const SCORE = { seqLen: 64, maxSequences: 4 };
+const MODEL_DIR = 'public/models/sotu-llama';
+let baseUrlOf = '';
+const BASE_URL = (backend) => `${baseUrlOf}?backend=${backend}`;
 
 function base64url(text) {
   return Buffer.from(text, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
@@ -48,10 +51,12 @@ async function setNumber(page, testId, value) {
 
 async function download(page, testId) {
   const [file] = await Promise.all([page.waitForEvent('download', { timeout: 30_000 }), page.getByTestId(testId).click()]);
-  return { name: file.suggestedFilename(), text: readFileSync(await file.path(), 'utf8') };
+  const bytes = readFileSync(await file.path());
+  return { name: file.suggestedFilename(), bytes, text: bytes.toString('utf8') };
 }
 
 export async function setup({ browser, baseUrl, backend }) {
+  baseUrlOf = baseUrl;
   const main = await newPage(browser);
   // The tour opens by itself on a first visit; these checks that are not about it mark it seen.
   await main.context.addInitScript(() => localStorage.setItem('prunelab.tour.seen', '1'));
@@ -340,6 +345,224 @@ export const checks = [
       assert.equal(await focusedId(), 'tour-open', 'focus returns to the Tour button');
       assert.deepEqual(fresh.pageErrors, []);
       await fresh.context.close();
+    },
+  },
+  {
+    name: 'teach: strategies: sweep, multiple choice and speed are in the JSON / CSV export; the sweep survives a link round trip into a fresh profile (drawn before the model loads, marked from link)',
+    timeout: 240_000,
+    async run({ browser, main, contexts, backend, screenshotDir }) {
+      const { page } = main;
+      const cells = () =>
+        page.$$eval('[data-testid=sweep-cell]', (els) =>
+          els.map((e) => ({ strategy: e.dataset.strategy, k: Number(e.dataset.k), ppl: Number(e.dataset.ppl), removed: e.dataset.removed })),
+        );
+      await waitModel(page);
+      if ((await page.getByTestId('score-controls').getAttribute('data-state')) !== 'done') {
+        await page.getByTestId('score-button').click();
+        await page.waitForSelector('[data-testid=score-controls][data-state=done]', { timeout: 40_000 });
+      }
+      // A small sweep: BI, reverse and random (min–max over seeds), up to 3 blocks removed.
+      for (const s of ['bi-iter', 'angular', 'relmag', 'sleb']) await page.getByTestId(`pick-${s}`).uncheck();
+      await setNumber(page, 'sweep-max-removed', 3);
+      await setNumber(page, 'sweep-seeds', 2);
+      await page.getByTestId('sweep-run').click();
+      await page.waitForSelector('[data-testid=sweep-panel][data-state=done]', { timeout: 120_000 });
+      const measured = await cells();
+      assert.equal(measured.length, 3 * 4, 'three strategies × k = 0 … 3');
+      await setNumber(page, 'mc-count', 2);
+      await page.getByTestId('mc-run').click();
+      await page.waitForSelector('[data-testid=mc-result]', { timeout: 60_000 });
+      const mc = await page.getByTestId('mc-result').evaluate((e) => ({ original: Number(e.dataset.accOriginal), pruned: Number(e.dataset.accPruned), n: Number(e.dataset.n) }));
+      await setNumber(page, 'speed-tokens', 2);
+      await page.getByTestId('speed-run').click();
+      await page.waitForSelector('[data-testid=speed-panel][data-busy=false][data-points="12"]', { timeout: 80_000 });
+      const speed = await page.$$eval('[data-testid=speed-chart-point][data-series=measured]', (els) => els.map((e) => Number(e.dataset.value)));
+
+      const json = JSON.parse(await download(page, 'export-strategies-json').then((f) => f.text));
+      assert.equal(json.format, 'prunelab-strategies');
+      for (const c of measured) {
+        const step = json.sweep.steps[c.strategy][c.k];
+        assert.equal(step.ppl, c.ppl, `JSON sweep ${c.strategy} k=${c.k}`);
+        assert.equal(step.removed.join(','), c.removed);
+      }
+      assert.equal(json.sweep.fromLink, false);
+      assert.deepEqual([json.mc.original.accuracy, json.mc.pruned.accuracy, json.mc.pruned.n], [mc.original, mc.pruned, mc.n]);
+      assert.ok(json.mc.pruned.accuracyInterval[0] <= mc.pruned && mc.pruned <= json.mc.pruned.accuracyInterval[1]);
+      assert.deepEqual(
+        json.speed.points.map((p) => p.tokensPerSecond),
+        speed,
+      );
+      const csv = (await download(page, 'export-strategies-csv')).text.trimEnd().split('\r\n');
+      const header = csv[0].split(',');
+      const rowsOf = (table) =>
+        csv
+          .slice(1)
+          .map((l) => l.split(','))
+          .filter((r) => r[0] === table);
+      assert.equal(rowsOf('sweep').length, measured.length);
+      for (const r of rowsOf('sweep')) {
+        const c = measured.find((m) => m.strategy === r[header.indexOf('strategy')] && m.k === Number(r[header.indexOf('k')]));
+        assert.equal(Number(r[header.indexOf('ppl')]), c.ppl);
+      }
+      assert.equal(rowsOf('mc').length, 2);
+      assert.equal(rowsOf('speed').length, 12);
+      const results = JSON.parse((await download(page, 'export-json')).text);
+      assert.equal(results.extras.strategies.sweep.steps.bi.length, 4, 'the main results JSON carries the strategies too');
+      const png = (await download(page, 'export-sweep-png')).bytes;
+      assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG', 'the sweep chart as PNG');
+      assert.ok(png.readUInt32BE(16) > 600 && png.readUInt32BE(20) > 500, `the PNG is the plot at 2× (${png.readUInt32BE(16)}×${png.readUInt32BE(20)})`);
+      writeFileSync(join(screenshotDir, 'sweep-export.png'), png);
+      assert.match((await download(page, 'export-sweep-svg')).text, /<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+
+      // The link, in a fresh profile, with the model's weights held back: the sweep is drawn at once.
+      await page.getByTestId('copy-link').click();
+      const link = await page.getByTestId('share-link').inputValue();
+      const fresh = await newPage(browser);
+      contexts.push(fresh.context);
+      await fresh.context.addInitScript(() => localStorage.setItem('prunelab.tour.seen', '1'));
+      let release;
+      const held = new Promise((resolve) => (release = resolve));
+      await fresh.context.route('**/models/sotu-llama/model.safetensors', async (route) => {
+        await held;
+        await route.continue();
+      });
+      const url = new URL(link);
+      url.searchParams.set('backend', backend);
+      await fresh.page.goto(url.href);
+      await fresh.page.waitForSelector('[data-testid=sweep-from-link]', { timeout: 20_000 });
+      assert.equal(await fresh.page.locator('[data-testid=model-name]').count(), 0, 'drawn before the model has loaded');
+      assert.equal(await fresh.page.locator('[data-testid=sweep-series]').count(), 3, 'three curves from the link');
+      await fresh.page.getByTestId('sweep-panel').scrollIntoViewIfNeeded();
+      await fresh.page.screenshot({ path: join(screenshotDir, 'sweep-from-link-before-model.png') });
+      const fromLink = await fresh.page.$$eval('[data-testid=sweep-cell]', (els) =>
+        els.map((e) => ({ strategy: e.dataset.strategy, k: Number(e.dataset.k), ppl: Number(e.dataset.ppl), removed: e.dataset.removed })),
+      );
+      assert.equal(fromLink.length, measured.length);
+      const all = [...measured.map((c) => c.ppl), ...json.sweep.steps.random.flatMap((s) => [s.pplMin, s.pplMax])];
+      const factor = Math.exp((Math.log(Math.max(...all)) - Math.log(Math.min(...all))) / (2 * 65534)) * (1 + 1e-9);
+      for (const c of measured) {
+        const got = fromLink.find((f) => f.strategy === c.strategy && f.k === c.k);
+        assert.equal(got.removed, c.removed, `${c.strategy} k=${c.k}: the same blocks`);
+        assert.ok(Math.max(got.ppl / c.ppl, c.ppl / got.ppl) <= factor, `${c.strategy} k=${c.k}: link ${got.ppl} vs measured ${c.ppl}`);
+      }
+      release();
+      await waitModel(fresh.page);
+      await fresh.page.waitForTimeout(500);
+      assert.equal(await fresh.page.locator('[data-testid=sweep-from-link]').count(), 1, 'still the link’s sweep once the model is there');
+      assert.equal(await fresh.page.locator('[data-testid=sweep-cell]').count(), measured.length);
+      const again = JSON.parse((await download(fresh.page, 'export-strategies-json')).text);
+      assert.equal(again.sweep.fromLink, true, 'the export says where the curves came from');
+      assert.deepEqual(fresh.pageErrors, []);
+      await fresh.context.close();
+    },
+  },
+  {
+    name: 'teach: hub: a gated repository explains itself without a token (401) and with a wrong one (403), loads with the right one; the link and exports carry the commit, never the token; a moved branch is said',
+    timeout: 120_000,
+    async run({ browser, root, contexts, backend, screenshotDir }) {
+      const TOKEN = 'hf_teach_test_token';
+      const COMMIT = 'a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d0';
+      const NEWER = 'ffffeeeeddddccccbbbbaaaa9999888877776666';
+      const GATED = 'prunelab-test/gated-sotu';
+      const names = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'];
+      const sizes = Object.fromEntries(names.map((n) => [n, readFileSync(join(root, MODEL_DIR, n)).length]));
+      let head = COMMIT;
+      const seen = [];
+      /** huggingface.co as it answers a gated repository: 401 without a token, 403 with one that was not granted. */
+      const standIn = async (route) => {
+        const request = route.request();
+        const url = new URL(request.url());
+        const cors = {
+          'access-control-allow-origin': '*',
+          'access-control-allow-headers': 'authorization, range, accept',
+          'access-control-expose-headers': 'content-range, content-length',
+        };
+        if (request.method() === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
+        const auth = request.headers().authorization;
+        seen.push({ path: url.pathname, auth });
+        if (auth !== `Bearer ${TOKEN}`) return route.fulfill({ status: auth ? 403 : 401, headers: cors, body: 'Access to this model is restricted.' });
+        if (url.pathname === `/api/models/${GATED}/revision/main`) return route.fulfill({ headers: cors, json: { id: GATED, sha: head } });
+        const tree = /^\/api\/models\/prunelab-test\/gated-sotu\/tree\/(\w+)$/.exec(url.pathname);
+        if (tree) return route.fulfill({ headers: cors, json: names.map((path) => ({ type: 'file', path, size: sizes[path] })) });
+        const file = /^\/prunelab-test\/gated-sotu\/resolve\/(\w+)\/(.+)$/.exec(url.pathname);
+        if (file && names.includes(file[2])) {
+          const bytes = readFileSync(join(root, MODEL_DIR, file[2]));
+          const range = /bytes=(\d+)-(\d+)/.exec(request.headers().range ?? '');
+          if (range) {
+            const [start, end] = [Number(range[1]), Math.min(Number(range[2]), bytes.length - 1)];
+            return route.fulfill({ status: 206, headers: { ...cors, 'content-range': `bytes ${start}-${end}/${bytes.length}` }, body: bytes.subarray(start, end + 1) });
+          }
+          return route.fulfill({ headers: { ...cors, 'content-type': 'application/octet-stream' }, body: bytes });
+        }
+        return route.fulfill({ status: 404, headers: cors, body: 'Entry not found' });
+      };
+      const open = async () => {
+        const p = await newPage(browser);
+        contexts.push(p.context);
+        await p.context.addInitScript(() => localStorage.setItem('prunelab.tour.seen', '1'));
+        await p.context.route('https://huggingface.co/**', standIn);
+        // Which hosts received an Authorization header.
+        p.authorized = [];
+        p.page.on('request', (r) => r.headers().authorization && p.authorized.push(new URL(r.url()).host));
+        return p;
+      };
+      const { page, pageErrors, context, authorized } = await open();
+      await page.goto(`${BASE_URL(backend)}`);
+      await waitModel(page);
+      const load = async () => {
+        await page.getByTestId('hub-id').fill(GATED);
+        await page.getByTestId('hub-load').click();
+      };
+      await load();
+      await page.getByTestId('hub-error').filter({ hasText: 'gated or private' }).waitFor({ timeout: 10_000 });
+      assert.match(await page.locator('[data-testid=notice]').last().textContent(), /access token/);
+      await page.getByTestId('hub-token').fill('hf_not_granted');
+      await page.getByTestId('hub-token').press('Tab');
+      await load();
+      await page.getByTestId('hub-error').filter({ hasText: '403' }).waitFor({ timeout: 10_000 });
+      assert.match(await page.getByTestId('hub-error').textContent(), /accept its license/);
+      await page.getByTestId('model-panel').screenshot({ path: join(screenshotDir, 'hub-gated-403.png') });
+      await page.getByTestId('hub-token').fill(TOKEN);
+      await page.getByTestId('hub-token').press('Tab');
+      await load();
+      await page.getByTestId('hub-confirm-box').waitFor({ timeout: 10_000 });
+      assert.equal(await page.getByTestId('hub-commit').getAttribute('data-commit'), COMMIT, 'listed at the commit main points at');
+      await page.getByTestId('hub-confirm').click();
+      await waitModel(page, GATED, 30_000);
+      assert.ok(
+        seen.some((r) => r.path === `/${GATED}/resolve/${COMMIT}/model.safetensors`),
+        'the weights are read at the commit',
+      );
+      assert.deepEqual([...new Set(authorized)], ['huggingface.co'], 'the token went to huggingface.co only');
+      assert.equal(await page.evaluate(() => localStorage.getItem('prunelab.hf-token')), null, 'not remembered unless asked');
+      await page.getByTestId('hub-token-remember').check();
+      assert.equal(await page.evaluate(() => localStorage.getItem('prunelab.hf-token')), TOKEN);
+      await page.getByTestId('hub-token-remember').uncheck();
+      assert.equal(await page.evaluate(() => localStorage.getItem('prunelab.hf-token')), null);
+      // The link and every export carry the commit, none the token.
+      await page.getByTestId('copy-link').click();
+      const link = await page.getByTestId('share-link').inputValue();
+      const wire = JSON.parse(Buffer.from(new URL(link).hash.split('.')[1], 'base64url').toString('utf8'));
+      assert.deepEqual(wire.m, ['h', GATED, 'main', COMMIT]);
+      assert.ok(!link.includes(TOKEN));
+      await page.getByTestId('score-button').click();
+      await page.waitForSelector('[data-testid=score-controls][data-state=done]', { timeout: 40_000 });
+      const results = (await download(page, 'export-json')).text;
+      assert.equal(JSON.parse(results).extras.model.commit, COMMIT);
+      const script = (await download(page, 'export-transformers')).text;
+      assert.match(script, new RegExp(`^REVISION = "${COMMIT}" `, 'm'));
+      for (const text of [results, script]) assert.ok(!text.includes(TOKEN), 'no export holds the token');
+      // The branch moves on: the link opens at its own commit, and says so.
+      head = NEWER;
+      const later = await open();
+      await later.context.addInitScript((t) => localStorage.setItem('prunelab.hf-token', t), TOKEN);
+      await later.page.goto(link);
+      await later.page.locator('[data-testid=notice]').filter({ hasText: 'has changed since the link was made' }).waitFor({ timeout: 15_000 });
+      assert.match(await later.page.getByTestId('hub-head-moved').textContent(), /ffffeee/);
+      assert.equal(await later.page.getByTestId('hub-commit').getAttribute('data-commit'), COMMIT, 'the link’s commit is what would load');
+      assert.deepEqual(pageErrors, []);
+      await context.close();
+      await later.context.close();
     },
   },
   {

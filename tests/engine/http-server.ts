@@ -9,6 +9,8 @@ import { join, normalize } from 'node:path';
 export interface ServedFolders {
   origin: string;
   requests: string[];
+  /** The Authorization header of each request, in order (undefined: none). */
+  authorizations: (string | undefined)[];
   close(): Promise<void>;
 }
 
@@ -18,6 +20,13 @@ export interface ServeOptions {
    * JSON listing of the folder's files: [{type: 'file', oid, size, path, lfs?: {oid, size, pointerSize}}].
    */
   hubTrees?: Record<string, string>;
+  /** Exact API paths ("/api/models/org/model/revision/main") -> the commit the hub's revision API answers. */
+  revisions?: Record<string, string>;
+  /**
+   * A gated repository, as huggingface.co answers for one: path prefix ("/org/model/" and its API paths
+   * under "/api/models/org/model/") -> the token that opens it. No token: 401; another token: 403.
+   */
+  gated?: Record<string, string>;
 }
 
 /** The hub tree API's answer for a folder (top level only); *.safetensors are listed as LFS files. */
@@ -37,9 +46,27 @@ export function hubTreeListing(folder: string): unknown[] {
 /** routes: URL prefix (e.g. "/org/model/resolve/main/") -> folder on disk. */
 export async function serveFolders(routes: Record<string, string>, options: ServeOptions = {}): Promise<ServedFolders> {
   const requests: string[] = [];
+  const authorizations: (string | undefined)[] = [];
   const server: Server = createServer((req, res) => {
     const url = decodeURIComponent((req.url ?? '/').split('?')[0]);
     requests.push(url);
+    authorizations.push(req.headers.authorization);
+    for (const [prefix, token] of Object.entries(options.gated ?? {})) {
+      if (!url.startsWith(prefix) && !url.startsWith(`/api/models${prefix}`)) continue;
+      const given = req.headers.authorization;
+      if (given === `Bearer ${token}`) break;
+      const status = given ? 403 : 401;
+      res
+        .writeHead(status, { 'content-type': 'text/plain' })
+        .end(status === 401 ? 'Access to this model is restricted. You must be authenticated.' : 'Access to this model is restricted.');
+      return;
+    }
+    const sha = options.revisions?.[url];
+    if (sha !== undefined) {
+      const body = JSON.stringify({ id: url.split('/').slice(3, 5).join('/'), sha });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+      return;
+    }
     const tree = options.hubTrees?.[url];
     if (tree !== undefined) {
       const body = JSON.stringify(hubTreeListing(tree));
@@ -79,6 +106,7 @@ export async function serveFolders(routes: Record<string, string>, options: Serv
   return {
     origin: `http://127.0.0.1:${port}`,
     requests,
+    authorizations,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

@@ -48,6 +48,8 @@ describe('hub files over a real HTTP server with the hub URL layout', () => {
       repo: 'someorg/tiny-llama',
       revision: 'main',
       method: 'api',
+      // this stand-in has no revision API: no commit (tests/engine/hub-access.test.ts has one)
+      commit: null,
       files: [
         { path: 'config.json', size: size('llama-gqa', 'config.json') },
         { path: 'model.safetensors', size: size('llama-gqa', 'model.safetensors') },

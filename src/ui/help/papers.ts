@@ -17,6 +17,10 @@ export const METRIC_SOURCES: Record<Metric, MetricSource> = {
   },
   relMagnitude: {
     formula: 'relMag_i = mean_t ‖f_i(x_i,t)‖ / ‖x_i,t + f_i(x_i,t)‖',
-    paper: { title: 'Weight subcloning: direct initialization of transformers using larger pretrained ones', authors: 'Samragh et al., 2023 (compared in ShortGPT)', url: 'https://arxiv.org/abs/2312.09299' },
+    paper: {
+      title: 'Weight subcloning: direct initialization of transformers using larger pretrained ones',
+      authors: 'Samragh et al., 2023 (compared in ShortGPT)',
+      url: 'https://arxiv.org/abs/2312.09299',
+    },
   },
 };

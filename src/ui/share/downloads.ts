@@ -9,6 +9,8 @@ import { resultsCsv, resultsJson } from '../../export/results.ts';
 import type { HandoffFormat, HandoffSource } from '../../export/handoff.ts';
 import { parseHubId } from '../../engine/sources.ts';
 import pkg from '../../../package.json';
+import { type StrategiesData, strategiesCsv, strategiesJson, strategiesValue } from '../../export/strategies-results.ts';
+import { strategies } from '../strategies/state.svelte.ts';
 import { engine } from '../engine-client.ts';
 import { BUILTIN_MODEL, lab, notify } from '../state.svelte.ts';
 import { currentExperiment, currentShareUrl, share } from './url-sync.svelte.ts';
@@ -53,6 +55,7 @@ export async function exportPrunedModel(): Promise<void> {
     scores: lab.scores,
     calibration: lab.scores.length ? calibrationLabel() : undefined,
     link: currentShareUrl(),
+    weights: weightsLabel(),
   });
   if (!outcome.ok) {
     notify('error', 'Could not export the pruned model', outcome.message, 'The lab is unchanged; try again with fewer blocks cut.');
@@ -100,12 +103,20 @@ export async function exportHealedModel(): Promise<void> {
   saveFile(outcome.value.bytes as Uint8Array<ArrayBuffer>, outcome.value.fileName, 'application/zip');
 }
 
+/** A hub model's weights as exports name them: the repository at its commit (the revision as given alongside). */
+function weightsLabel(): string | undefined {
+  const source = lab.modelSource;
+  if (source?.kind !== 'hub') return undefined;
+  const { repo, revision } = parseHubId(source.id);
+  return source.commit ? `${repo} at commit ${source.commit} (revision ${revision})` : `${repo} at revision ${revision} (not resolved to a commit)`;
+}
+
 /** Where the hand-off files load the original from: the hub id, the embedded model's folder in the repository, or a folder the user names. */
 function handoffSource(): HandoffSource {
   const source = lab.modelSource;
   if (source?.kind === 'hub') {
     const { repo, revision } = parseHubId(source.id);
-    return { kind: 'hub', repo, revision };
+    return { kind: 'hub', repo, revision, ...(source.commit ? { commit: source.commit } : {}) };
   }
   if (source === null || source.kind === 'builtin') {
     const name = source?.name ?? BUILTIN_MODEL;
@@ -139,11 +150,28 @@ export async function exportHandoff(format: HandoffFormat): Promise<void> {
   }
 }
 
+/** A hub model's revision as given and the commit it was loaded at (exports record both). */
+function hubRevision(): { revision?: string; commit?: string | null } {
+  const source = lab.modelSource;
+  if (source?.kind !== 'hub') return {};
+  return { revision: parseHubId(source.id).revision, commit: source.commit ?? null };
+}
+
 function resultExtras(): Record<string, unknown> {
   const model = lab.model;
   const ppl = (side: typeof lab.pplOriginal) => (side.result ? { ...side.result, removal: parseRemovalKey(side.removalKey) } : null);
   return {
-    model: model ? { name: model.name, source: model.source, modelType: model.modelType, blocks: model.blocks, parameters: model.parameters, dtypes: model.dtypes } : null,
+    model: model
+      ? {
+          name: model.name,
+          source: model.source,
+          ...hubRevision(),
+          modelType: model.modelType,
+          blocks: model.blocks,
+          parameters: model.parameters,
+          dtypes: model.dtypes,
+        }
+      : null,
     scoresFrom: share.fromLink ? 'link' : 'measured',
     calibration: calibrationLabel(),
     scoredTokens: lab.scoreSummary?.tokens ?? lab.scores[0]?.tokens ?? null,
@@ -156,7 +184,73 @@ function resultExtras(): Record<string, unknown> {
     removedAttention: [...lab.removal.attention],
     removedMlp: [...lab.removal.mlp],
     link: currentShareUrl(),
+    strategies: strategiesValue(strategiesData()),
   };
+}
+
+// ---------------------------------------------------------------- strategies
+
+/** The Strategies section's results as they stand: sweep (finished or cancelled), MC, MC along a sweep, speed. */
+export function strategiesData(): StrategiesData {
+  const run = strategies.run;
+  const mc = strategies.mc.value;
+  const along = strategies.mcAlong;
+  const speed = strategies.speed;
+  return {
+    sweep:
+      run && !run.running
+        ? {
+            layers: run.layers,
+            maxRemoved: run.settings.maxRemoved,
+            seeds: run.settings.seeds,
+            calibrationWindows: { ...run.settings.calibrationWindows },
+            evaluation: run.settings.evaluation.kind === 'builtin' ? run.settings.evaluation.name : run.settings.evaluation.label,
+            evaluationWindows: { ...run.settings.evaluationWindows },
+            evaluationTokens: run.evaluationTokens,
+            fromLink: !!run.fromLink,
+            steps: run.steps,
+          }
+        : null,
+    mc: mc
+      ? {
+          source: strategies.mcSource.kind === 'cloze' ? `cloze (${strategies.clozeCount} questions)` : strategies.mcSource.label,
+          removal: mc.removal,
+          original: mc.original,
+          pruned: mc.pruned,
+        }
+      : null,
+    mcAlong: along.strategy && along.points.some(Boolean) ? { strategy: along.strategy, steps: along.steps, points: along.points } : null,
+    speed: speed.points.some(Boolean) ? { layers: speed.layers, orderLabel: speed.orderLabel, points: speed.points } : null,
+  };
+}
+
+export function exportStrategiesJson(): void {
+  saveFile(strategiesJson(strategiesData(), { model: lab.model?.name ?? null, link: currentShareUrl() }), `${baseName()}-prunelab-strategies.json`, 'application/json');
+}
+
+export function exportStrategiesCsv(): void {
+  saveFile(strategiesCsv(strategiesData()), `${baseName()}-prunelab-strategies.csv`, 'text/csv');
+}
+
+function sweepSvg(): SVGSVGElement | null {
+  // The plot, not a legend swatch (also an <svg>).
+  return document.querySelector<SVGSVGElement>('[data-testid=sweep-chart] svg[role=img]');
+}
+
+export function exportSweepSvg(): void {
+  const svg = sweepSvg();
+  if (svg) saveFile(chartSvgText(svg).text, `${baseName()}-sweep.svg`, 'image/svg+xml');
+}
+
+export async function exportSweepPng(): Promise<void> {
+  const svg = sweepSvg();
+  if (!svg) return;
+  const { text, width, height } = chartSvgText(svg);
+  try {
+    saveFile(await svgToPng(text, width, height), `${baseName()}-sweep.png`, 'image/png');
+  } catch (e) {
+    notify('error', 'Could not draw the sweep as PNG', (e as Error)?.message ?? String(e), 'The SVG export holds the same picture.');
+  }
 }
 
 export function exportResultsJson(): void {
@@ -183,6 +277,9 @@ const SVG_STYLE = [
   'stroke-width',
   'stroke-dasharray',
   'stroke-opacity',
+  // Labels with a halo (a wide stroke drawn under the fill) keep it under the fill in the file too.
+  'paint-order',
+  'stroke-linejoin',
   'opacity',
   'font-family',
   'font-size',

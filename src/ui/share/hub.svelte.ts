@@ -5,7 +5,7 @@
  * answer at once even while the worker computes. Failures become one clear notice.
  */
 import { describeError } from '../../engine/errors.ts';
-import { type CachedModel, deleteCachedModel as deleteFromCache, type HubListing, listCachedModels, listHubFiles, modelCacheName } from '../../engine/hub.ts';
+import { type CachedModel, deleteCachedModel as deleteFromCache, type HubListing, listCachedModels, listHubFiles, modelCacheName, resolveHubCommit } from '../../engine/hub.ts';
 import { parseHubId } from '../../engine/sources.ts';
 import { notify } from '../state.svelte.ts';
 
@@ -14,6 +14,19 @@ export interface HubListingResult extends Omit<HubListing, 'method'> {
   method: HubListing['method'] | 'cache';
   /** Already in the Cache API: loading it downloads nothing. */
   cached: boolean;
+  /** A link's commit was listed: where its revision points now (null: unknown, or the same commit). */
+  headCommit?: string | null;
+}
+
+/** Where a remembered access token is kept (only when the person ticks "remember"). */
+const TOKEN_KEY = 'prunelab.hf-token';
+
+function rememberedToken(): string {
+  try {
+    return globalThis.localStorage?.getItem(TOKEN_KEY) ?? '';
+  } catch {
+    return '';
+  }
 }
 
 class HubState {
@@ -26,9 +39,30 @@ class HubState {
   /** A short line under the field when listing failed. */
   error = $state<string | null>(null);
   cached = $state.raw<CachedModel[]>([]);
+  /**
+   * A Hugging Face access token for gated repositories: sent to huggingface.co only, never put in a link or an
+   * export; kept in this browser's localStorage only when `rememberToken` is ticked, else for this page only.
+   */
+  token = $state(rememberedToken());
+  rememberToken = $state(rememberedToken() !== '');
 }
 
 export const hub = new HubState();
+
+/** Sets the access token; "remember" keeps it in localStorage, unticking forgets it there. */
+export function setHubToken(token: string, remember: boolean): void {
+  hub.token = token.trim();
+  hub.rememberToken = remember;
+  try {
+    if (remember && hub.token) localStorage.setItem(TOKEN_KEY, hub.token);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // storage blocked: the token lasts for this page
+  }
+}
+
+/** The first 7 hex digits, as git shows a commit. */
+export const shortCommit = (sha: string) => sha.slice(0, 7);
 
 /** `owner/name@main` and `owner/name` are the same checkpoint. */
 export function sameHubId(a: string, b: string): boolean {
@@ -51,6 +85,9 @@ export function explainHubError(message: string): { message: string; hint: strin
   }
   if (/refusing to download/.test(message)) return { message, hint: 'Only huggingface.co and this site are fetched from.' };
   if (/not a hub id/.test(message)) return { message, hint: 'Write it as on huggingface.co: owner/name, optionally @revision.' };
+  if (/gated|access token/.test(message)) {
+    return { message, hint: 'Make a read token at huggingface.co/settings/tokens and paste it under "Access token" (it is sent to huggingface.co only, never put in a link).' };
+  }
   return { message, hint: 'Check the id (owner/name, as on huggingface.co); gated models such as Llama need a token the page does not have. A model already loaded stays loaded.' };
 }
 
@@ -63,22 +100,33 @@ async function cachedEntry(id: string): Promise<CachedModel | null> {
   }
 }
 
-/** The files a checkpoint needs and their sizes; offline, a cached checkpoint's sizes come from the cache. */
-async function listing(id: string, signal: AbortSignal): Promise<HubListingResult> {
-  const cached = await cachedEntry(id);
+/**
+ * The files a checkpoint needs and their sizes, at the commit its revision points at (or at `pinned`, a link's
+ * commit); offline, a cached checkpoint's sizes come from the cache.
+ */
+async function listing(id: string, signal: AbortSignal, pinned?: string): Promise<HubListingResult> {
+  const token = hub.token || null;
+  const { repo, revision } = parseHubId(id);
   try {
-    return { ...(await listHubFiles(id, { signal })), cached: cached !== null };
+    const found = await listHubFiles(pinned ? `${repo}@${pinned}` : id, { signal, token });
+    const commit = found.commit;
+    const headCommit = pinned ? await resolveHubCommit(id, { signal, token }).catch(() => null) : null;
+    const cached = (commit && (await cachedEntry(`${repo}@${commit}`))) || (await cachedEntry(id));
+    return { ...found, revision, cached: cached !== null, headCommit: headCommit !== commit ? headCommit : null };
   } catch (e) {
+    const cached = (pinned && (await cachedEntry(`${repo}@${pinned}`))) || (await cachedEntry(id));
     if (!cached || (e as Error)?.name === 'AbortError') throw e;
-    const { repo, revision } = parseHubId(id);
-    return { repo, revision, files: cached.files, totalBytes: cached.totalBytes, method: 'cache', cached: true };
+    return { repo, revision, files: cached.files, totalBytes: cached.totalBytes, method: 'cache', cached: true, commit: pinned ?? null };
   }
 }
 
 let listingController: AbortController | null = null;
 
-/** Lists the files of `id` and their sizes (nothing large is downloaded); the panel then asks to confirm. */
-export async function checkHubModel(id: string): Promise<HubListingResult | null> {
+/**
+ * Lists the files of `id` and their sizes (nothing large is downloaded); the panel then asks to confirm.
+ * `pinned`: a link's commit, listed (and later loaded) instead of where the revision points now.
+ */
+export async function checkHubModel(id: string, pinned?: string): Promise<HubListingResult | null> {
   const wanted = id.trim();
   listingController?.abort();
   hub.id = wanted;
@@ -90,9 +138,17 @@ export async function checkHubModel(id: string): Promise<HubListingResult | null
   listingController = controller;
   hub.checking = true;
   try {
-    const result = await listing(wanted, controller.signal);
+    const result = await listing(wanted, controller.signal, pinned);
     if (listingController !== controller) return null;
     hub.listing = result;
+    if (pinned && result.headCommit) {
+      notify(
+        'warning',
+        `${result.repo} has changed since the link was made`,
+        `The link was scored on commit ${shortCommit(pinned)}; ${result.revision} now points at ${shortCommit(result.headCommit)}. The lab loads the link's commit, so the numbers are the link's.`,
+        `To score the newest weights, load ${result.repo}@${result.revision} from the Model panel.`,
+      );
+    }
     return result;
   } catch (e) {
     if (listingController !== controller || (e as Error)?.name === 'AbortError') return null;

@@ -28,6 +28,8 @@ import type { ModelInfo, ModelSourceSpec, TextSourceSpec } from '../../worker-ap
 import * as actions from '../actions.ts';
 import { BUILTIN_MODEL, type Cut, lab, notify } from '../state.svelte.ts';
 import { checkHubModel, hub } from './hub.svelte.ts';
+import { shareOfRun, showLinkSweep } from '../strategies/sweep-share.ts';
+import { strategies } from '../strategies/state.svelte.ts';
 
 const BUILTIN_CALIBRATIONS = ['moby-dick'] as const;
 const DECODE_OPTIONS = { builtinModels: [BUILTIN_MODEL], builtinCalibrations: BUILTIN_CALIBRATIONS };
@@ -59,20 +61,26 @@ function fingerprint(text: string): string {
   return fingerprintMemo.hash;
 }
 
-const sameModel = (a: ModelChoice, b: ModelChoice) => JSON.stringify(a) === JSON.stringify(b);
+/** The same model: a hub model's commit counts only when both name one (a link made before commits were recorded). */
+const sameModel = (a: ModelChoice, b: ModelChoice) => {
+  if (a.kind === 'builtin' || b.kind === 'builtin') return JSON.stringify(a) === JSON.stringify(b);
+  return a.id === b.id && a.revision === b.revision && (!a.commit || !b.commit || a.commit === b.commit);
+};
 
 function choiceOfSource(source: ModelSourceSpec | null): ModelChoice | null {
   if (source === null) return { kind: 'builtin', name: BUILTIN_MODEL };
   if (source.kind === 'builtin') return { kind: 'builtin', name: source.name };
   if (source.kind === 'hub') {
     const { repo, revision } = parseHubId(source.id);
-    return { kind: 'hub', id: repo, revision };
+    return { kind: 'hub', id: repo, revision, ...(source.commit ? { commit: source.commit } : {}) };
   }
   return null;
 }
 
 function sourceOfChoice(choice: ModelChoice): ModelSourceSpec {
-  return choice.kind === 'builtin' ? { kind: 'builtin', name: choice.name } : { kind: 'hub', id: `${choice.id}@${choice.revision}` };
+  return choice.kind === 'builtin'
+    ? { kind: 'builtin', name: choice.name }
+    : { kind: 'hub', id: `${choice.id}@${choice.revision}`, ...(choice.commit ? { commit: choice.commit } : {}) };
 }
 
 /** Whether a link can name the loaded model (models from a local folder or a URL cannot travel). */
@@ -118,6 +126,9 @@ export function currentExperiment(): ExperimentState {
   }
   // A heal (fitting or fitted) of exactly this cut; the maps themselves are refitted by whoever opens the link.
   if (lab.heal && !lab.heal.error && lab.heal.removed.join(',') === removal.blocks.join(',')) state.heal = true;
+  // A finished sweep travels too (its curves, quantised), so the link draws it before the model loads.
+  const sweep = modelIsLinkable() ? shareOfRun(strategies.run) : null;
+  if (sweep) state.sweep = sweep;
   return state;
 }
 
@@ -202,6 +213,7 @@ function keepForModel(info: ModelInfo): void {
     lab.scores = [];
     share.linkScores = null;
   }
+  if (!state.sweep && strategies.run?.fromLink) strategies.run = null;
   if (notices.length > 0) notify('warning', `Parts of the link do not fit ${info.name}`, notices.join(' '), 'The rest of the link was applied.');
   if (!state.heal) share.pendingHeal = false;
   followHeal();
@@ -227,7 +239,8 @@ function openLinkedModel(choice: ModelChoice): void {
     lab.model ? `${lab.model.name} stays loaded until then.` : 'Or load the built-in model from the Model panel.',
   );
   hub.id = id;
-  void checkHubModel(id);
+  // The link's commit is listed and loaded (and compared with where the revision points now).
+  void checkHubModel(id, choice.commit);
 }
 
 /** Loads a model the person picked; a pending link model is then no longer pending. */
@@ -304,6 +317,7 @@ function onNavigate(): void {
   applySettings(state, false);
   if (state.scores && !(sameScores && lab.scores.length > 0 && !share.fromLink)) showLinkScores(state.scores, state.intervals);
   else if (!state.scores && !sameScores) lab.scores = [];
+  if (state.sweep && (!strategies.run || strategies.run.fromLink)) showLinkSweep(state.sweep, lab.calibration);
   written = state;
   writtenHash = hash;
   openLinkedModel(state.model);
@@ -321,6 +335,7 @@ export function startUrlSync(): void {
   if (decoded.found) {
     applySettings(decoded.state, true);
     if (decoded.state.scores) showLinkScores(decoded.state.scores, decoded.state.intervals);
+    if (decoded.state.sweep) showLinkSweep(decoded.state.sweep, lab.calibration);
     openLinkedModel(decoded.state.model);
   } else {
     void actions.loadBuiltinModel();

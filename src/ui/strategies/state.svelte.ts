@@ -20,6 +20,8 @@ export interface SweepRun {
   startedAt: number;
   ms: number | null;
   evaluationTokens: number | null;
+  /** Shown from a share link (quantised), not measured here; cleared by running the sweep. */
+  fromLink?: boolean;
 }
 
 export interface Busy<T> {
@@ -94,8 +96,9 @@ class StrategiesState {
 
 export const strategies = new StrategiesState();
 
-export function resetStrategies(): void {
-  strategies.run = null;
+/** A new model: everything measured on the old one goes; `keepRun` keeps a link's sweep for the model it names. */
+export function resetStrategies(keepRun = false): void {
+  if (!keepRun) strategies.run = null;
   strategies.similarity = { ...idle(), key: '' };
   strategies.lens = { ...idle(), prompt: '', removalKey: '' };
   strategies.mc = { ...idle(), progress: null, removalKey: '' };
