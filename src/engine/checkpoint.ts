@@ -192,7 +192,8 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
   const blockBytes = Array.from({ length: spec.layers }, (_, i) => bytesOf(ofBlock(i)));
   const endsBytes = bytesOf(ends);
   let resident = false;
-  const totalBytes = endsBytes + (options.blocks !== 'on-demand' ? blockBytes.reduce((a, b) => a + b, 0) : 0);
+  // The ends, plus every block once the checkpoint becomes resident (streamed passes report per block).
+  let totalBytes = endsBytes + (options.blocks !== 'on-demand' ? blockBytes.reduce((a, b) => a + b, 0) : 0);
   let loadedBytes = 0;
   const onBytes = (bytes: number, file: string) => {
     loadedBytes += bytes;
@@ -219,6 +220,7 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
   const weights: ModelWeights = { ...boundEnds, blocks, unused };
   const makeResident = async (readSignal?: AbortSignal) => {
     if (resident) return;
+    totalBytes = endsBytes + blockBytes.reduce((a, b) => a + b, 0);
     for (let i = 0; i < spec.layers; i++) {
       const tensors = await readTensors(source, ofBlock(i), onBytes, readSignal);
       keep(tensors);

@@ -42,7 +42,8 @@ describe('CLI contract (npx prunelab)', () => {
     const { stdout, code } = await cli(['ppl', '--model', dir, '--ids', join(dir, 'ids.json'), '--remove', '2,1', '--json']);
     expect(code).toBe(0);
     const out = JSON.parse(stdout);
-    expect(Object.keys(out).sort()).toEqual(['nll', 'ppl', 'removed', 'tokens']);
+    expect(Object.keys(out).sort()).toEqual(['memory', 'nll', 'ppl', 'removed', 'timing', 'tokens']);
+    expect(out.memory).toEqual({ mode: 'resident', gpuPeakBytes: 0, weightBytes: expect.any(Number) });
     expect(out.removed).toEqual([1, 2]);
     expect(out.tokens).toBe(golden.removal.nll.count);
     expect(Math.abs(out.ppl - golden.removal.nll.ppl) / golden.removal.nll.ppl).toBeLessThan(1e-4);
