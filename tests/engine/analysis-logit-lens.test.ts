@@ -9,7 +9,7 @@ import { argmax } from '../../src/engine/sampling.ts';
 import { directorySource } from '../../src/engine/sources.ts';
 import { FIXTURES_DIR, readGolden } from './fixtures.ts';
 
-const load = (name: string) => Model.load(directorySource(join(FIXTURES_DIR, name)), 'cpu');
+const load = (name: string) => Model.load(directorySource(join(FIXTURES_DIR, name)), 'cpu-reference'); // exact analysis vs the oracle's own forward
 
 function softmaxProb(row: Float32Array, id: number): number {
   const max = Math.max(...row);

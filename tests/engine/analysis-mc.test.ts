@@ -25,7 +25,7 @@ const JSONL = `{"question": "The cat sat on the", "choices": ["mat", "moon", "xy
 {"question": "Whales are", "choices": ["big", "small", "huge"], "answer": 1}
 `;
 
-const modelPromise = Model.load(directorySource(join(FIXTURES_DIR, 'llama-gqa')), 'cpu');
+const modelPromise = Model.load(directorySource(join(FIXTURES_DIR, 'llama-gqa')), 'cpu-reference'); // brute force vs the oracle
 
 async function bruteForce(model: Model, question: string, choices: string[], plan: Plan): Promise<number[]> {
   const context = charTokenizer.encode(question);

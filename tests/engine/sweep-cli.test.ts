@@ -101,7 +101,7 @@ describe('prunelab mc (CLI contract)', () => {
     expect(result.stderr).toEqual([]);
     expect(result.stdout).toHaveLength(1);
     const out = JSON.parse(result.stdout[0]);
-    expect(Object.keys(out)).toEqual(['accuracy', 'accNorm', 'n', 'removed', 'original']);
+    expect(Object.keys(out)).toEqual(['accuracy', 'accNorm', 'n', 'removed', 'original', 'memory']);
     expect(out.n).toBe(3);
     expect(out.removed).toEqual([3, 11]);
     const model = await Model.load(directorySource(embedded), 'cpu');
