@@ -193,7 +193,8 @@ export function healedCheckpoint(checkpoint: Checkpoint, transforms: ReadonlyMap
 export async function healSpans(model: Model, sequences: readonly (readonly number[])[], removed: readonly number[], options: HealOptions): Promise<Healed> {
   const { spec } = model;
   const spans = checkHealable(spec, removed);
-  if (!model.checkpoint.resident) throw new PruneLabError('healing needs every block in memory; this model runs block-streamed (raise --gpu-memory or use the CPU backend)', { field: 'heal' });
+  if (!model.checkpoint.resident)
+    throw new PruneLabError('healing needs every block in memory; this model runs block-streamed (raise --gpu-memory or use the CPU backend)', { field: 'heal' });
   const ridge = options.ridge ?? DEFAULT_RIDGE;
   const { openBackend } = options;
   const gone = new Set(removed);
