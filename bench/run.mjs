@@ -39,6 +39,10 @@ const HELP = `npm run bench [-- options]
   --reps N                timed repetitions for the embedded model (default 2)
   --timeout S             seconds allowed per run (default 900)
   --no-export             do not create missing model folders (their rows say so)
+  --streaming             only the block-streamed row: a Llama-3.2-1B-shaped random BF16 checkpoint (written
+                          once to bench/.models/llama-3.2-1b-shape, 2.5 GB) scored on WebGPU with a 512 MiB
+                          budget (bench/streaming-bench.ts); --no-streaming leaves it out of a full run
+                          (--quick leaves it out too)
   --chrome PATH           Chromium binary (default $CHROME_PATH or /usr/bin/chromium)
   --python PATH           Python for the model exports and the fair peer (torch ≥ 2.9, transformers 5, onnx,
                           onnxscript, onnxruntime; default $BENCH_PYTHON, else /work/hf/bin/python if present,
@@ -51,7 +55,7 @@ function parseFlags(argv) {
     const a = argv[i];
     if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
     const [k, inline] = a.slice(2).split('=', 2);
-    if (['quick', 'all', 'no-export', 'help', 'profile'].includes(k)) flags[k] = true;
+    if (['quick', 'all', 'no-export', 'help', 'profile', 'streaming', 'no-streaming'].includes(k)) flags[k] = true;
     else flags[k] = inline ?? argv[++i];
   }
   return flags;
@@ -396,8 +400,8 @@ async function main() {
     host: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version, platform: `${process.platform} ${process.arch}` },
     models: Object.fromEntries(modelNames.map((n) => [n, { title: MODELS[n].title, shape: MODELS[n].shape, sizes: MODELS[n].sizes }])),
   };
-  const wantsTjs = runtimes.some((r) => r.startsWith('tjs-'));
-  const wantsChromium = runtimes.some((r) => r.endsWith('-chromium'));
+  const wantsTjs = !flags.streaming && runtimes.some((r) => r.startsWith('tjs-'));
+  const wantsChromium = !flags.streaming && runtimes.some((r) => r.endsWith('-chromium'));
   const tjsMissing = wantsTjs ? ensureBenchDeps() : null;
 
   let chromiumMissing = null;
@@ -423,7 +427,7 @@ async function main() {
   }
 
   try {
-    for (const name of modelNames) {
+    for (const name of flags.streaming ? [] : modelNames) {
       const m = MODELS[name];
       log(`\n## ${name}: ${m.shape}`);
       const prep = await prepareModel(name);
@@ -517,6 +521,17 @@ async function main() {
   } finally {
     await browser?.close().catch(() => {});
     await server?.close();
+  }
+  if (flags.streaming || (!quick && !flags['no-streaming'])) {
+    // Block-streamed scoring (issue 12): its own process, so its peak RSS is its own.
+    log('\n## block-streamed scoring: Llama-3.2-1B shape, 512 MiB GPU budget');
+    const t = Date.now();
+    const config = { dir: join(bench, '.models', 'llama-3.2-1b-shape'), budgetMiB: 512, sequences: 1, tokens: 8 };
+    const r = nodeWebGpuMissing
+      ? { error: nodeWebGpuMissing }
+      : parseResult(await runProcess(process.execPath, ['--import', 'tsx', join(bench, 'streaming-bench.ts'), JSON.stringify(config)], { env: nodeGpuEnv }));
+    results.streaming = { config, seconds: Math.round((Date.now() - t) / 1000), result: r };
+    log(r.error ? `# streaming: ERROR ${r.error}` : `# streaming: ${results.streaming.seconds} s`);
   }
   results.goals = computeGoals(results, modelNames);
   results.meta.totalSeconds = Math.round((Date.now() - started) / 1000);

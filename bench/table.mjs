@@ -296,6 +296,12 @@ export function renderTable(results, { RUNTIME_TITLES }) {
     if (run.skipped) missing.push(`- ${run.model} / ${rowTitle(run)}: ${run.skipped}`);
     else if (run.result?.error) missing.push(`- ${run.model} / ${rowTitle(run)}: failed — ${run.result.error}`);
   }
+  // ---- block-streamed scoring (bench/streaming-bench.ts renders its own section)
+  if (results.streaming) {
+    const r = results.streaming.result;
+    out.push(r?.table ?? `## Block-streamed scoring\n\nfailed: ${r?.error ?? 'no result'}\n`);
+  }
+
   out.push('## Not measured, and why');
   out.push('');
   out.push(missing.length ? missing.join('\n') : '- everything selected was measured');

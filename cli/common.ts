@@ -31,7 +31,7 @@ export const COMMON_FLAGS: readonly FlagSpec[] = [
     value: 'cpu|cpu-reference|webgpu',
     help: 'compute backend: cpu = onnxruntime kernels, cpu-reference = the TypeScript oracle (slow), webgpu; default: webgpu on a hardware adapter, else cpu',
   },
-  { name: 'gpu-memory', value: '<MiB>', help: 'GPU memory budget in MiB (WebGPU); a model that does not fit is refused (block streaming is not implemented yet)' },
+  { name: 'gpu-memory', value: '<MiB>', help: 'GPU memory budget in MiB (WebGPU); a model that does not fit runs block-streamed (blocks read, run and released one at a time)' },
   { name: 'json', help: 'print one JSON object on stdout (warnings stay on stderr)' },
   { name: 'help', help: 'this text' },
 ];

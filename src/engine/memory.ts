@@ -5,6 +5,8 @@
  * before any block is read.
  */
 import type { Checkpoint } from './checkpoint.ts';
+import { distinctRopes, type ModelSpec } from './config.ts';
+import { PruneLabError } from './errors.ts';
 
 export type MemoryMode = 'resident' | 'streamed';
 
@@ -28,9 +30,9 @@ export interface ModeChoice {
 
 const MIB = 2 ** 20;
 
-/** Bytes of the weights as the backend will hold them: WebGPU widens BF16 to f32; the fast CPU kernels hold f32. */
+/** Bytes of the weights as the backend will hold them: WebGPU as stored (F16 / BF16 packed); the fast CPU kernels hold f32. */
 export function heldWeightBytes(checkpoint: Checkpoint, backend: string): { blocks: number[]; ends: number } {
-  const widen = (dtypes: string[]) => (backend === 'webgpu' ? (dtypes.includes('BF16') ? 2 : 1) : backend === 'cpu' ? (dtypes.includes('F32') ? 1 : 2) : 1);
+  const widen = (dtypes: string[]) => (backend === 'cpu' ? (dtypes.includes('F32') ? 1 : 2) : 1);
   const factor = widen(checkpoint.dtypes);
   return { blocks: checkpoint.blockBytes.map((b) => b * factor), ends: checkpoint.endsBytes * factor };
 }
@@ -59,4 +61,118 @@ export async function chooseMemoryMode(checkpoint: Checkpoint, backend: string, 
   if (budget === null) return { mode: 'resident', reason: 'no memory budget given' };
   if (need <= budget) return { mode: 'resident', reason: `the model needs about ${mib(need)}, within the ${mib(budget)} budget` };
   return { mode: 'streamed', reason: `the model needs about ${mib(need)} resident, more than the ${mib(budget)} budget` };
+}
+
+// ---- block-streamed WebGPU: what a pass holds, and batches of sequences that fit ----
+
+/** A streamed head computes logits in groups of rows of at most this many bytes (rows are independent). */
+export const STREAMED_LOGITS_BYTES = 16 * MIB;
+/** Uniforms (256 bytes per dispatch of one block or head step, × 1.5 headroom), stats staging, the final norm: a bound for the small buffers. */
+const STREAMED_SMALL_BYTES = 256 * 1024;
+
+/** What one block's norms and biases grow by on the GPU (stored 2-byte, held f32): a bound from the block's widest vectors. */
+function blockVectorBytes(spec: ModelSpec): number {
+  const { hidden, intermediate, heads, kvHeads, headDim } = spec;
+  return 4 * (8 * hidden + 2 * intermediate + 3 * heads * headDim + 2 * kvHeads * headDim) + 16 * 16;
+}
+
+const f32Bytes = (n: number) => Math.max(16, Math.ceil((n * 4) / 16) * 16);
+
+/** One sequence's residual stream on the GPU: x (rows × hidden, f32) and its token ids. */
+export function streamBytes(spec: ModelSpec, rows: number): number {
+  return Math.max(16, rows * spec.hidden * 4) + Math.max(16, rows * 4);
+}
+
+/**
+ * The activation buffers of one block (and of the embedding and the head) over `rows` tokens, as the
+ * WebGPU workspace sizes them: kept between blocks, sized by the longest sequence.
+ */
+export function streamedWorkspaceBytes(spec: ModelSpec, rows: number): number {
+  const { hidden, heads, kvHeads, headDim, intermediate, vocabSize } = spec;
+  // xIn, xn, xn2, branch; q, attended, qRaw; k, v, kRaw; up, gate; per-token stats.
+  const block =
+    4 * f32Bytes(rows * hidden) + 3 * f32Bytes(rows * heads * headDim) + 3 * f32Bytes(rows * kvHeads * headDim) + 2 * f32Bytes(rows * intermediate) + f32Bytes(rows * 3);
+  const groupRows = Math.max(1, Math.min(rows, Math.floor(STREAMED_LOGITS_BYTES / (vocabSize * 4))));
+  // headIn, logits, per-token NLL, staging of one logits row; the embedding rows of one sequence (f32 at most) and their ids.
+  const head = f32Bytes(groupRows * hidden) + f32Bytes(groupRows * vocabSize) + f32Bytes(rows) + f32Bytes(vocabSize + 4);
+  const embed = f32Bytes(rows * hidden) + f32Bytes(rows);
+  return block + head + embed;
+}
+
+/** Bytes of the f32 RoPE tables (2048 positions, or the model's maximum if smaller). */
+function ropeTableBytes(spec: ModelSpec): number {
+  return distinctRopes(spec).reduce((a, r) => a + Math.min(spec.maxPositions, 2048) * r.rotaryDim * 4, 0);
+}
+
+export interface StreamBatches {
+  /** Sequence indices per batch, in order. */
+  batches: number[][];
+  /** For a notice: what the pass holds and why it batches. */
+  reason: string;
+}
+
+/**
+ * Sequences per batch for a block-streamed WebGPU pass under a budget. A pass holds, besides the
+ * streams of its batch: two blocks (the one running and the next one uploading) or, when it needs
+ * the head (perplexity), the lm head (the head step comes after the blocks are released), the workspace,
+ * RoPE tables and small buffers. When not every stream fits beside them, the sequences go in batches
+ * and every kept block is read once per batch.
+ */
+export function planStreamBatches(checkpoint: Checkpoint, lengths: readonly number[], budgetBytes: number | null, withHead: boolean): StreamBatches {
+  const all = lengths.map((_, s) => s);
+  if (budgetBytes === null || lengths.length === 0) return { batches: [all], reason: 'no GPU memory budget given: every sequence in one batch' };
+  const { spec } = checkpoint;
+  const held = heldWeightBytes(checkpoint, 'webgpu');
+  const twoBlocks = 2 * (Math.max(0, ...held.blocks) + blockVectorBytes(spec));
+  const head = withHead ? checkpoint.weights.lmHead.bytes.byteLength : 0;
+  const longest = Math.max(...lengths);
+  const positions = checkpoint.weights.positions ? checkpoint.weights.positions.shape.reduce((a, b) => a * b, 4) : 0;
+  const fixed = Math.max(twoBlocks, head) + streamedWorkspaceBytes(spec, longest) + ropeTableBytes(spec) + positions + STREAMED_SMALL_BYTES;
+  const mib = (b: number) => `${(b / MIB).toFixed(1)} MiB`;
+  const room = budgetBytes - fixed;
+  const need = lengths.map((n) => streamBytes(spec, n));
+  const smallest = Math.max(...need);
+  if (room < smallest) {
+    throw new PruneLabError(
+      `a block-streamed pass needs at least ${mib(fixed + smallest)} (${head > twoBlocks ? `the lm head: ${mib(head)}` : `two blocks: ${mib(twoBlocks)}`}, working set for ${longest} tokens and one residual stream) but the budget is ${mib(budgetBytes)}`,
+      { field: 'gpu-memory' },
+    );
+  }
+  const batches: number[][] = [];
+  let used = Number.POSITIVE_INFINITY;
+  for (const s of all) {
+    if (used + need[s] > room) {
+      batches.push([]);
+      used = 0;
+    }
+    batches[batches.length - 1].push(s);
+    used += need[s];
+  }
+  const reason =
+    batches.length === 1
+      ? `all ${lengths.length} residual streams fit beside ${mib(fixed)} of weights and working set`
+      : `${lengths.length} residual streams do not fit beside ${mib(fixed)} of weights and working set in ${mib(budgetBytes)}: ${batches.length} batches, each reading every kept block again`;
+  return { batches, reason };
+}
+
+// ---- the lab's default GPU budget ----
+
+/** The lab's GPU budget when nothing better is known: WebGPU tells a page nothing about the GPU's memory. */
+export const FALLBACK_GPU_BUDGET = 1024 * MIB;
+
+/**
+ * The lab's default GPU budget from what WebGPU exposes. maxBufferSize / maxStorageBufferBindingSize
+ * cap one buffer, not the device's memory (an 8 GiB card and a 24 GiB card both report 2–4 GiB), so the
+ * default is the stated 1 GiB fallback, lowered to maxBufferSize on an adapter whose single buffers are
+ * smaller (a sign of a small device); a person with a larger GPU raises it.
+ */
+export function defaultGpuBudget(maxBufferSize: number | null): { bytes: number; why: string } {
+  const fallback = 'WebGPU does not report how much memory the GPU has, so the default is a conservative 1 GiB; raise it if your GPU has more';
+  if (maxBufferSize === null || !Number.isFinite(maxBufferSize)) return { bytes: FALLBACK_GPU_BUDGET, why: fallback };
+  if (maxBufferSize >= FALLBACK_GPU_BUDGET) return { bytes: FALLBACK_GPU_BUDGET, why: fallback };
+  const bytes = Math.max(64 * MIB, Math.floor(maxBufferSize / MIB) * MIB);
+  return {
+    bytes,
+    why: `WebGPU does not report how much memory the GPU has; this adapter's largest buffer is ${(maxBufferSize / MIB).toFixed(0)} MiB, so the default is that, below the 1 GiB fallback`,
+  };
 }

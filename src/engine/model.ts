@@ -3,11 +3,12 @@
  * the CLI need: score (block statistics), perplexity, next-token logits, generate with a KV cache.
  */
 import type { Backend, BlockStatSums, ResidualStream } from './backend.ts';
+import type { BlockWeights } from './weights.ts';
 import { type Checkpoint, type LoadOptions, loadCheckpoint } from './checkpoint.ts';
-import { PruneLabError } from './errors.ts';
 import type { CpuKernels } from './cpu/kernels.ts';
+import { PruneLabError } from './errors.ts';
 import { assertFiniteWeights } from './finite.ts';
-import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode } from './memory.ts';
+import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode, planStreamBatches } from './memory.ts';
 import { checkPrompt } from './limits.ts';
 import { type Plan, withCapture } from './plan.ts';
 import { type SamplingOptions, sampleToken, seededRandom } from './sampling.ts';
@@ -90,14 +91,28 @@ function checkAborted(signal?: AbortSignal): void {
 export interface ModelLoadOptions extends Omit<LoadOptions, 'blocks'>, ModeChoice {
   /** Told the mode and why (e.g. for a stderr note or the status bar). */
   onMode?: (mode: MemoryMode, reason: string) => void;
-  /** Told per block while a streamed pass runs: block k of n, bytes read so far. */
-  onBlock?: (done: number, total: number) => void;
+  /** Told per block while a streamed pass runs: block k of n (blocks × batches), bytes read, time. */
+  onBlock?: BlockProgressHook;
 }
+
+/** Where a streamed pass is, after each block: for "block 17 / 32 · 1.2 GB read · 40 s left". */
+export interface BlockProgress {
+  /** Stored bytes of the blocks read so far in this pass. */
+  bytesRead: number;
+  /** Milliseconds since the pass began. */
+  elapsedMs: number;
+  /** Batch of sequences (0-based) and how many: every kept block is read once per batch. */
+  batch: number;
+  batches: number;
+}
+export type BlockProgressHook = (done: number, total: number, progress: BlockProgress) => void;
 
 export class Model {
   readonly tokenizer: TextTokenizer | null;
   /** Called per block in streamed passes (progress). */
-  onBlock: ((done: number, total: number) => void) | null = null;
+  onBlock: BlockProgressHook | null = null;
+  /** The GPU budget a streamed pass batches its sequences under (WebGPU); null = none given. */
+  gpuBudgetBytes: number | null = null;
   constructor(
     readonly checkpoint: Checkpoint,
     readonly backend: Backend,
@@ -119,6 +134,7 @@ export class Model {
     assertFiniteWeights(checkpoint.weights);
     const model = new Model(checkpoint, await createBackend(backend, checkpoint), mode);
     model.onBlock = options.onBlock ?? null;
+    model.gpuBudgetBytes = options.gpuMemoryBytes ?? null;
     if (mode === 'streamed' && !model.backend.streaming) {
       model.dispose();
       throw new PruneLabError(`${reason}, and the ${backend} backend cannot stream blocks`, { field: 'gpu-memory' });
@@ -133,39 +149,96 @@ export class Model {
   }
 
   /**
-   * Block-major pass (streamed mode): every sequence's residual stream stays, each block of the plan is
-   * read (the next one prefetched while this one runs), run over all streams and released; removed
-   * blocks are never read. Returns per-sequence block sums and, when asked, Σ NLL per sequence.
+   * Block-major pass (streamed mode): the residual streams of a batch of sequences stay on the backend;
+   * each block of the plan is read (the next one prefetched while this one runs; on WebGPU also uploaded),
+   * run over the batch's streams and released; removed blocks are never read. When the GPU budget
+   * cannot hold every stream beside two blocks (memory.ts planStreamBatches), sequences go in batches
+   * and every kept block is read once per batch. Returns per-sequence block sums and, when asked, Σ NLL
+   * per sequence.
    */
   private async streamedPass(sequences: readonly (readonly number[])[], plan: Plan, want: { stats: boolean; nll: boolean }, options: RunOptions) {
     const streaming = this.backend.streaming;
     if (!streaming) throw new PruneLabError('this backend cannot stream blocks');
-    const streams: ResidualStream[] = [];
+    const gpu = this.backend.info.kind === 'webgpu';
+    const { batches } = gpu
+      ? planStreamBatches(
+          this.checkpoint,
+          sequences.map((s) => s.length),
+          this.gpuBudgetBytes,
+          want.nll,
+        )
+      : { batches: [sequences.map((_, s) => s)] };
     const perSequence: BlockStatSums[][] = sequences.map(() => []);
-    const nll: { nllSum: number; nllCount: number }[] = [];
+    const nll: { nllSum: number; nllCount: number }[] = sequences.map(() => ({ nllSum: 0, nllCount: 0 }));
     const runPlan = withCapture(plan, want.stats ? 'stats' : 'none');
+    const blocks = plan.blocks;
+    const n = blocks.length;
+    const total = n * batches.length;
+    const started = performance.now();
+    let bytesRead = 0;
+    let done = 0;
+    const loaded = new Set<number>();
+    // Step k is block blocks[k % n] of batch ⌊k / n⌋; a read that is abandoned (cancel, error) must not surface as unhandled.
+    const readStep = (k: number): Promise<BlockWeights> | null => {
+      if (k >= total) return null;
+      const read = this.checkpoint.loadBlock(blocks[k % n], options.signal);
+      read.catch(() => undefined);
+      return read;
+    };
+    const upload = async (k: number, read: Promise<BlockWeights> | null) => {
+      const i = blocks[k % n];
+      const weights = await (read as Promise<BlockWeights>);
+      assertFiniteWeights({ ...this.checkpoint.weights, blocks: [weights] });
+      await streaming.loadBlock(i, weights);
+      loaded.add(i);
+      bytesRead += this.checkpoint.blockBytes[i];
+    };
+    let streams: ResidualStream[] = [];
+    let uploading: Promise<void> | null = null;
+    let read = readStep(0);
     try {
-      for (const ids of sequences) streams.push(await streaming.embed(ids));
-      let next = plan.blocks.length > 0 ? this.checkpoint.loadBlock(plan.blocks[0], options.signal) : null;
-      for (const [k, i] of plan.blocks.entries()) {
+      for (const [b, batch] of batches.entries()) {
         checkAborted(options.signal);
-        const weights = await (next as Promise<import('./weights.ts').BlockWeights>);
-        next = k + 1 < plan.blocks.length ? this.checkpoint.loadBlock(plan.blocks[k + 1], options.signal) : null;
-        assertFiniteWeights({ ...this.checkpoint.weights, blocks: [weights] });
-        await streaming.loadBlock(i, weights);
-        try {
-          for (const [s, stream] of streams.entries()) {
-            const stats = await streaming.runBlock(stream, i, runPlan);
-            if (stats) perSequence[s].push(stats);
-          }
-        } finally {
-          streaming.releaseBlock(i);
+        for (const s of batch) streams.push(await streaming.embed(sequences[s]));
+        if (n > 0) {
+          uploading = upload(b * n, read);
+          read = readStep(b * n + 1);
         }
-        this.onBlock?.(k + 1, plan.blocks.length);
+        for (const [j, i] of blocks.entries()) {
+          const k = b * n + j;
+          checkAborted(options.signal);
+          await uploading;
+          uploading = null;
+          const running = (async () => {
+            for (const [t, stream] of streams.entries()) {
+              const stats = await streaming.runBlock(stream, i, runPlan);
+              if (stats) perSequence[batch[t]].push(stats);
+            }
+          })();
+          // On the GPU the next block of the batch uploads while this one runs: two blocks held, as budgeted.
+          if (j + 1 < n && gpu) {
+            uploading = upload(k + 1, read);
+            uploading.catch(() => undefined);
+            read = readStep(k + 2);
+          }
+          await running;
+          streaming.releaseBlock(i);
+          loaded.delete(i);
+          if (j + 1 < n && !gpu) {
+            uploading = upload(k + 1, read);
+            read = readStep(k + 2);
+          }
+          done++;
+          this.onBlock?.(done, total, { bytesRead, elapsedMs: performance.now() - started, batch: b, batches: batches.length });
+        }
+        if (want.nll) for (const [t, stream] of streams.entries()) nll[batch[t]] = await streaming.head(stream, { nll: true, lastLogits: false });
+        for (const stream of streams) stream.dispose();
+        streams = [];
       }
-      if (want.nll) for (const stream of streams) nll.push(await streaming.head(stream, { nll: true, lastLogits: false }));
     } finally {
+      await uploading?.catch(() => undefined);
       for (const stream of streams) stream.dispose();
+      for (const i of loaded) streaming.releaseBlock(i);
     }
     return { perSequence, nll };
   }
@@ -257,11 +330,14 @@ export class Model {
     const out: number[] = [];
     try {
       let input: readonly number[] = promptIds;
+      // greedy with no per-token logits callback: WebGPU picks on the device and reads back one id per step
+      // (same first-maximum rule as sampling.ts); sampling with a temperature stays on the CPU (float64)
+      const devicePick = (options.temperature ?? 0) <= 0 && !options.onToken && this.backend.info.kind === 'webgpu';
       while (out.length < options.maxNewTokens && cache.length + input.length <= capacity) {
         checkAborted(options.signal);
-        const { logits } = await this.backend.forward({ ids: input, plan: runPlan, logits: 'last', cache });
-        const row = logits as Float32Array;
-        const next = sampleToken(row, options, random);
+        const result = await this.backend.forward({ ids: input, plan: runPlan, logits: devicePick ? 'none' : 'last', cache, ...(devicePick ? { pick: 'argmax' as const } : {}) });
+        const row = result.logits as Float32Array;
+        const next = result.picked ?? sampleToken(row, options, random);
         out.push(next);
         options.onToken?.(next, row);
         if (options.stopAtEos && this.spec.eosTokenIds.includes(next)) break;

@@ -20,7 +20,7 @@ import { randomCheckpoint, randomIds, type RandomModelOptions } from './random-m
 import { describeGpu, HOOK_TIMEOUT_MS } from './setup.ts';
 
 /**
- * Both sides read the same stored weights (f16 unpacked exactly, bf16 widened exactly), so what differs is
+ * Both sides read the same stored weights (f16 and bf16 unpacked exactly in the shader), so what differs is
  * f32 arithmetic order: tolerances sit ~10-20× above the measured errors (stats ≤ 3e-7 per token, NLL ≤
  * 2e-7 relative, logits ≤ 3e-6) and well below what a wrong formula gives (gelu_new for exact gelu moves
  * the statistics by ~1e-5 per token).

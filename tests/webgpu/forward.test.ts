@@ -44,7 +44,7 @@ const MODELS: (RandomModelOptions & { name: string })[] = [
     tie: true,
   },
   { name: 'llama GQA 4, head_dim 64 (F16)', modelType: 'llama', dtype: 'F16', hidden: 64, heads: 4, kvHeads: 1, headDim: 64, intermediate: 72, layers: 2, vocab: 90 },
-  { name: 'mistral MHA (BF16 → f32)', modelType: 'mistral', dtype: 'BF16', hidden: 32, heads: 2, kvHeads: 2, intermediate: 64, layers: 2, vocab: 64 },
+  { name: 'mistral MHA (BF16 packed)', modelType: 'mistral', dtype: 'BF16', hidden: 32, heads: 2, kvHeads: 2, intermediate: 64, layers: 2, vocab: 64 },
   { name: 'gpt2 (F32)', modelType: 'gpt2', dtype: 'F32', hidden: 48, heads: 4, intermediate: 96, layers: 3, vocab: 80 },
   { name: 'gpt2 (F16)', modelType: 'gpt2', dtype: 'F16', hidden: 32, heads: 2, intermediate: 64, layers: 2, vocab: 70 },
 ];

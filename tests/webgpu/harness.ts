@@ -2,7 +2,8 @@
 import { acquireGpu, type GpuContext } from '../../src/engine/webgpu/device.ts';
 import { PipelineCache } from '../../src/engine/webgpu/kernels/common.ts';
 import { Recorder, UniformArena } from '../../src/engine/webgpu/recorder.ts';
-import { encodeF16 } from '../../src/engine/safetensors.ts';
+import { encodeBF16, encodeF16 } from '../../src/engine/safetensors.ts';
+import type { WeightFormat } from '../../src/engine/webgpu/kernels/common.ts';
 import { type GpuMatrix, uploadMatrix } from '../../src/engine/webgpu/tensors.ts';
 import { tensorOf } from './random-model.ts';
 
@@ -12,8 +13,17 @@ export class KernelHarness {
   private readonly buffers: GPUBuffer[] = [];
   constructor(readonly ctx: GpuContext) {
     this.pipelines = new PipelineCache(ctx.device);
-    this.uniforms = new UniformArena(ctx.device);
+    this.uniforms = new UniformArena(this.alloc);
   }
+  /** Buffers the harness makes are kept in its list and destroyed with it. */
+  readonly alloc = {
+    create: (descriptor: GPUBufferDescriptor) => {
+      const b = this.device.createBuffer(descriptor);
+      this.buffers.push(b);
+      return b;
+    },
+    destroy: (b: GPUBuffer) => b.destroy(),
+  };
   static async create(): Promise<KernelHarness> {
     return new KernelHarness(await acquireGpu());
   }
@@ -32,14 +42,14 @@ export class KernelHarness {
     this.buffers.push(b);
     return b;
   }
-  /** A weight matrix in the given upload format (f16: the values rounded to f16, packed in u32). */
-  weights(values: Float32Array, format: 'f32' | 'f16'): GPUBuffer {
-    return format === 'f32' ? this.buffer(values) : this.buffer(encodeF16(values));
+  /** A weight matrix in the given upload format (f16 / bf16: the values rounded to it, packed in u32). */
+  weights(values: Float32Array, format: WeightFormat): GPUBuffer {
+    return format === 'f32' ? this.buffer(values) : this.buffer(format === 'f16' ? encodeF16(values) : encodeBF16(values));
   }
   /** A [rows, cols] weight matrix uploaded as the backend uploads it, split into row chunks of at most `maxBindingBytes`. */
-  matrix(values: Float32Array, rows: number, cols: number, format: 'f32' | 'f16', maxBindingBytes = 2 ** 30): GpuMatrix {
-    const tensor = tensorOf('w', [rows, cols], values, format === 'f32' ? 'F32' : 'F16');
-    return uploadMatrix(this.ctx, tensor, { bytes: maxBindingBytes, source: 'the test limit' }, (b) => this.buffers.push(b));
+  matrix(values: Float32Array, rows: number, cols: number, format: WeightFormat, maxBindingBytes = 2 ** 30): GpuMatrix {
+    const tensor = tensorOf('w', [rows, cols], values, format === 'f32' ? 'F32' : format === 'f16' ? 'F16' : 'BF16');
+    return uploadMatrix(this.ctx, tensor, { bytes: maxBindingBytes, source: 'the test limit' }, this.alloc);
   }
   /** Records, submits and checks for validation errors; returns the number of dispatches recorded. */
   async run(record: (rec: Recorder) => void): Promise<number> {
@@ -89,4 +99,18 @@ export function roundF16(values: Float32Array): Float32Array {
     out[i] = exp === 0 ? sign * 2 ** -14 * (frac / 1024) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
   }
   return out;
+}
+
+/** Values rounded through bf16 (round to nearest even, as encodeBF16 stores them). */
+export function roundBF16(values: Float32Array): Float32Array {
+  const bytes = encodeBF16(values);
+  const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, values.length);
+  const out = new Uint32Array(values.length);
+  for (let i = 0; i < out.length; i++) out[i] = halves[i] << 16;
+  return new Float32Array(out.buffer);
+}
+
+/** What the CPU reference must see for weights uploaded in `format`. */
+export function roundAs(values: Float32Array, format: WeightFormat): Float32Array {
+  return format === 'f16' ? roundF16(values) : format === 'bf16' ? roundBF16(values) : values;
 }

@@ -14,7 +14,7 @@ import { tokenNll } from '../../src/engine/webgpu/kernels/nll.ts';
 import { norm } from '../../src/engine/webgpu/kernels/norm.ts';
 import { rope, ropeTable } from '../../src/engine/webgpu/kernels/rope.ts';
 import { blockStats, sumRows } from '../../src/engine/webgpu/kernels/stats.ts';
-import { KernelHarness, maxAbsDiff, roundF16 } from './harness.ts';
+import { KernelHarness, maxAbsDiff, roundAs } from './harness.ts';
 import { randomNormal } from './random-model.ts';
 import { uniforms } from '../../src/engine/webgpu/kernels/common.ts';
 import { describeGpu, HOOK_TIMEOUT_MS } from './setup.ts';
@@ -37,7 +37,7 @@ describeGpu('WebGPU kernels vs the CPU reference ops', () => {
     return err;
   };
 
-  for (const format of ['f32', 'f16'] as const) {
+  for (const format of ['f32', 'f16', 'bf16'] as const) {
     for (const [rows, n, k, withBias] of [
       [1, 70, 37, true],
       [1, 5, 130, false],
@@ -48,7 +48,7 @@ describeGpu('WebGPU kernels vs the CPU reference ops', () => {
       test(`matmul ${format} ${rows}×${k} · (${n}×${k})ᵀ${withBias ? ' + bias' : ''} matches ops.matmul within 2e-5`, async () => {
         const x = randomArray(rows * k);
         const wValues = randomArray(n * k, 1 / Math.sqrt(k));
-        const wRef = format === 'f16' ? roundF16(wValues) : wValues;
+        const wRef = roundAs(wValues, format);
         const bias = withBias ? randomArray(n, 0.1) : null;
         const y = h.buffer(rows * n * 4);
         await h.run((rec) => matmul(rec, { x: h.buffer(x), rows, w: h.weights(wValues, format), format, bias: bias ? h.buffer(bias) : null, y, n, k }));
@@ -66,7 +66,7 @@ describeGpu('WebGPU kernels vs the CPU reference ops', () => {
         const [n, k, offset] = [19, 23, 2];
         const x = randomArray(rows * k);
         const wValues = randomArray(n * k, 0.2);
-        const wRef = format === 'f16' ? roundF16(wValues) : wValues;
+        const wRef = roundAs(wValues, format);
         const before = randomArray((offset + rows) * n);
         const y = h.buffer(before);
         await h.run((rec) => matmul(rec, { x: h.buffer(x), rows, w: h.weights(wValues, format), format, bias: null, y, n, k, accumulate: true, alpha, outRowOffset: offset }));
@@ -77,7 +77,7 @@ describeGpu('WebGPU kernels vs the CPU reference ops', () => {
       }
     });
     test(`matmul ${format} over a matrix split into row chunks (not a divisor of n, odd k) equals the unsplit matmul exactly`, async () => {
-      // n 70, k 37: f32 rows are 148 bytes → 6 rows per 1000-byte chunk (11×6 + 4); f16 rows 74 bytes → 13 per chunk (5×13 + 5).
+      // n 70, k 37: f32 rows are 148 bytes → 6 rows per 1000-byte chunk (11×6 + 4); f16 / bf16 rows 74 bytes → 13 per chunk (5×13 + 5).
       const [n, k, offset] = [70, 37, 1];
       const wValues = randomArray(n * k, 1 / Math.sqrt(k));
       const whole = h.matrix(wValues, n, k, format);
@@ -268,10 +268,10 @@ describeGpu('WebGPU kernels vs the CPU reference ops', () => {
     expect(() => layout.pack({ rows: -1, eps: 0, window: 0 })).toThrow(/rows must be a u32/);
   });
 
-  for (const format of ['f32', 'f16'] as const) {
+  for (const format of ['f32', 'f16', 'bf16'] as const) {
     for (const split of [false, true]) {
       // Four 70-wide rows per binding: 11 rows become chunks of 4 + 4 + 3.
-      const limit = split ? 4 * 70 * (format === 'f16' ? 2 : 4) : 2 ** 30;
+      const limit = split ? 4 * 70 * (format === 'f32' ? 4 : 2) : 2 ** 30;
       test(`embedding gather (${format}${split ? ', split into row chunks 4+4+3' : ''}) × embed scale plus learned positions from an offset matches the CPU gather exactly`, async () => {
         const [vocab, hidden, rows, first] = [11, 70, 5, 3];
         // Gemma's √hidden rounded to f32, as the spec holds it (f32 × f32 is exact in float64, so rounding once matches).
@@ -287,7 +287,7 @@ describeGpu('WebGPU kernels vs the CPU reference ops', () => {
           embedTokens(rec, { ids: h.buffer(ids), tokenIds: ids, rows, embed: matrix, positions: h.buffer(positions), firstPosition: first, hidden, scale, x }),
         );
         expect(dispatches).toBe(split ? 2 : 1);
-        const ref = format === 'f16' ? roundF16(embed) : embed;
+        const ref = roundAs(embed, format);
         const want = new Float32Array(rows * hidden);
         ids.forEach((id, t) => {
           for (let i = 0; i < hidden; i++) want[t * hidden + i] = Math.fround(ref[id * hidden + i] * scale) + positions[(first + t) * hidden + i];

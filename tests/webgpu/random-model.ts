@@ -6,7 +6,8 @@
  */
 import { familyForConfig } from '../../src/engine/arch/registry.ts';
 import type { Checkpoint } from '../../src/engine/checkpoint.ts';
-import { encodeF16, type HostTensor } from '../../src/engine/safetensors.ts';
+import type { ModelSpec } from '../../src/engine/config.ts';
+import { encodeF16, type HostTensor, writeSafetensors } from '../../src/engine/safetensors.ts';
 import { type ModelWeights, TensorStore } from '../../src/engine/weights.ts';
 
 export type StoredDType = 'F32' | 'F16' | 'BF16';
@@ -121,12 +122,10 @@ class RandomStore extends TensorStore {
   }
 }
 
-export function randomCheckpoint(o: RandomModelOptions): Checkpoint {
+/** The tensor maker of a random model: norms near 1, biases small, matrices scaled by 1/√fan-in. */
+function tensorMaker(o: RandomModelOptions, spec: ModelSpec): (name: string, shape: number[]) => HostTensor {
   const rand = randomNormal(o.seed ?? 1);
-  const config = configFor(o);
-  const family = familyForConfig(config);
-  const spec = family.parseConfig(config);
-  const make = (name: string, shape: number[]) => {
+  return (name: string, shape: number[]) => {
     let scale: number;
     let offset = 0;
     if (shape.length === 1) {
@@ -140,6 +139,13 @@ export function randomCheckpoint(o: RandomModelOptions): Checkpoint {
     for (let i = 0; i < v.length; i++) v[i] = offset + scale * rand();
     return tensorOf(name, shape, v, o.dtype);
   };
+}
+
+export function randomCheckpoint(o: RandomModelOptions): Checkpoint {
+  const config = configFor(o);
+  const family = familyForConfig(config);
+  const spec = family.parseConfig(config);
+  const make = tensorMaker(o, spec);
   const store = new RandomStore(make, !spec.tieEmbeddings);
   // Stored bytes of what each bind made (a block's tensors, then the ends').
   const madeBytes = () => [...store.tensors.values()].reduce((n, t) => n + t.bytes.byteLength, 0);
@@ -173,4 +179,75 @@ export function randomCheckpoint(o: RandomModelOptions): Checkpoint {
 export function randomIds(count: number, vocab: number, seed: number): number[] {
   const rand = randomNormal(seed);
   return Array.from({ length: count }, () => Math.floor(Math.abs(rand() * 1e6)) % vocab);
+}
+
+/**
+ * Writes a random checkpoint laid out as transformers saves a sharded one: config.json, shards
+ * model-0000k-of-0000n.safetensors of at most `shardBytes` (a block may span two shards), and
+ * model.safetensors.index.json; names carry the family's prefix (model.layers.0…). Tensors are made one
+ * block at a time and each shard is written when full, so a 1B-shaped model never sits in memory whole.
+ * Returns the stored bytes of each block and of the ends.
+ */
+export async function writeRandomCheckpoint(dir: string, o: RandomModelOptions, shardBytes: number): Promise<{ blockBytes: number[]; endsBytes: number }> {
+  const { mkdir, writeFile, rename } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  await mkdir(dir, { recursive: true });
+  const config = configFor(o);
+  const family = familyForConfig(config);
+  const spec = family.parseConfig(config);
+  const make = tensorMaker(o, spec);
+  const prefix = family.prefixes[0] ?? '';
+  const stored = (name: string) => (UNTIED_HEADS.has(name) ? name : `${prefix}${name}`);
+  const shards: { name: string; tensors: string[] }[] = [];
+  let pending: HostTensor[] = [];
+  let pendingBytes = 0;
+  const flush = async () => {
+    if (pending.length === 0) return;
+    const name = `shard-${shards.length}.tmp`;
+    await writeFile(
+      join(dir, name),
+      writeSafetensors(
+        pending.map((t) => ({ name: stored(t.name), dtype: t.dtype, shape: t.shape, bytes: t.bytes })),
+        { format: 'pt' },
+      ),
+    );
+    shards.push({ name, tensors: pending.map((t) => stored(t.name)) });
+    pending = [];
+    pendingBytes = 0;
+  };
+  const add = async (tensors: Iterable<HostTensor>) => {
+    let bytes = 0;
+    for (const t of tensors) {
+      if (pendingBytes + t.bytes.byteLength > shardBytes) await flush();
+      pending.push(t);
+      pendingBytes += t.bytes.byteLength;
+      bytes += t.bytes.byteLength;
+    }
+    return bytes;
+  };
+  // The ends are bound first (the embedding leads the file, as transformers writes it); the final norm and head follow the blocks.
+  const endStore = new RandomStore(make, !spec.tieEmbeddings);
+  family.bindEnds(spec, endStore, config);
+  const endTensors = [...endStore.tensors.values()];
+  const embedding = endTensors.filter((t) => EMBEDDINGS.has(t.name));
+  let endsBytes = await add(embedding);
+  const blockBytes: number[] = [];
+  for (let i = 0; i < spec.layers; i++) {
+    const store = new RandomStore(make, false);
+    family.bindBlock(spec, store, i, config);
+    blockBytes.push(await add(store.tensors.values()));
+  }
+  endsBytes += await add(endTensors.filter((t) => !EMBEDDINGS.has(t.name)));
+  await flush();
+  const n = shards.length;
+  const weightMap: Record<string, string> = {};
+  for (const [k, shard] of shards.entries()) {
+    const final = `model-${String(k + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
+    await rename(join(dir, shard.name), join(dir, final));
+    for (const t of shard.tensors) weightMap[t] = final;
+  }
+  const totalSize = endsBytes + blockBytes.reduce((a, b) => a + b, 0);
+  await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2));
+  await writeFile(join(dir, 'config.json'), JSON.stringify({ torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[o.dtype], ...config }, null, 2));
+  return { blockBytes, endsBytes };
 }

@@ -11,13 +11,23 @@
  * matmul / gather over it is one dispatch per chunk (kernels/matmul.ts, kernels/embedding.ts); the head
  * runs in groups of rows when all rows' logits would not fit one binding. With one chunk and one group
  * (everything fits) the recorded forward is the unsplit one.
+ *
+ * Block streaming (`streaming`, for models larger than the memory budget): a backend created with no
+ * blocks holds only the final norm (and learned positions) on the GPU. `embed` uploads just the rows of
+ * the embedding a sequence uses and writes its residual stream into a buffer of its own; `loadBlock`
+ * uploads one block, `runBlock` records that block and its statistics with the same steps as `forward`
+ * (so the numbers are the resident ones), `releaseBlock` destroys its buffers; `head` uploads the lm head
+ * when a pass reaches it (released when the next pass begins) and runs it in groups of rows. Every
+ * buffer goes through one meter (meter.ts): `memory` is measured, not estimated.
  */
-import type { Backend, BackendInfo, ForwardRequest, ForwardResult, KVCache } from '../backend.ts';
+import type { Backend, BackendInfo, BlockStatSums, BlockStreaming, ForwardRequest, ForwardResult, KVCache, ResidualStream } from '../backend.ts';
 import { distinctRopes, type LayerKind, type ModelSpec, type RopeSpec } from '../config.ts';
 import { PruneLabError } from '../errors.ts';
 import { checkForward } from '../forward-checks.ts';
+import { STREAMED_LOGITS_BYTES } from '../memory.ts';
 import { type Plan, planKey } from '../plan.ts';
-import type { ModelWeights } from '../weights.ts';
+import type { HostTensor } from '../safetensors.ts';
+import type { BlockWeights, ModelWeights } from '../weights.ts';
 import { WebGpuCache } from './cache.ts';
 import { acquireGpu, type BindingLimit, bindingLimit, checkFits, checkNotLost, type DeviceOptions, type GpuContext } from './device.ts';
 import { activation, activationPipeline, finalLogits, finalLogitsPipeline } from './kernels/activation.ts';
@@ -28,10 +38,12 @@ import { matmulMatrix, matmulPipeline } from './kernels/matmul.ts';
 import { nllPipeline, tokenNll } from './kernels/nll.ts';
 import { norm, normPipeline } from './kernels/norm.ts';
 import { rope, ropePipeline, ropeTable } from './kernels/rope.ts';
+import { argmaxIndex, argmaxPipeline, attentionDecode, attentionDecodePipeline, normGemv, normGemvPipeline } from './kernels/decode.ts';
 import { blockStats, sumRows, sumRowsPipeline, tokenStatsPipeline } from './kernels/stats.ts';
 import { ReadbackLayout } from './readback.ts';
+import { GpuBufferMeter } from './meter.ts';
 import { Recorder, UniformArena, Workspace } from './recorder.ts';
-import { type GpuBlock, type GpuLinear, type GpuMatrix, type GpuNorm, uploadF32Array, uploadModel } from './tensors.ts';
+import { type GpuBlock, type GpuLinear, type GpuMatrix, type GpuNorm, Uploader, uploadF32Array, uploadModel } from './tensors.ts';
 
 const F32 = 4;
 const STORAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -39,6 +51,10 @@ const STORAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBuff
 export interface WebGpuBackendOptions extends DeviceOptions {
   /** Compile every kernel variant the model can use at creation (default), not at first use. */
   precompile?: boolean;
+  /** Subgroup reductions in the decode kernels (default: when the adapter offers `subgroups`; false forces the shared-memory trees). */
+  subgroups?: boolean;
+  /** The fused one-token decode step (default true; false records decode with the general kernels, for comparisons). */
+  fuseDecode?: boolean;
   /** Run on this device instead of acquiring one; it is shared (not destroyed by dispose) and so is its pipeline cache. */
   context?: GpuContext;
   /**
@@ -67,26 +83,62 @@ interface LinearOutput {
   outRowOffset?: number;
 }
 
+/** One sequence's residual stream on the GPU (block streaming): x and the token ids, in buffers of its own. */
+class GpuStream implements ResidualStream {
+  constructor(
+    readonly ids: readonly number[],
+    readonly x: GPUBuffer,
+    readonly idsBuffer: GPUBuffer,
+    private readonly release: (buffers: GPUBuffer[]) => void,
+  ) {}
+  disposed = false;
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.release([this.x, this.idsBuffer]);
+  }
+}
+
 export class WebGpuBackend implements Backend {
   readonly info: BackendInfo;
+  /** Live and peak bytes of every buffer this backend made (weights, workspace, uniforms, staging, streams, caches). */
+  readonly memory: GpuBufferMeter;
   private readonly pipelines: PipelineCache;
   private readonly uniforms: UniformArena;
   private readonly workspace: Workspace;
-  private readonly owned: GPUBuffer[] = [];
-  private readonly embed: GpuMatrix;
+  /** Null when created for streaming: a sequence's embedding rows are uploaded for it (embedRows). */
+  private readonly embed: GpuMatrix | null;
   private readonly positions: GPUBuffer | null;
-  private readonly blocks: GpuBlock[];
+  /** Every block when resident; when streaming, the loaded ones. */
+  private readonly blocks: (GpuBlock | undefined)[];
+  /** Buffers of each block loaded by streaming.loadBlock. */
+  private readonly loadedBlocks = new Map<number, GPUBuffer[]>();
   private readonly finalNorm: GpuNorm;
-  private readonly lmHead: GpuMatrix;
+  /** Null when streaming until a pass reaches the head. */
+  private lmHead: GpuMatrix | null;
+  /** The lm head's buffers when uploaded for one pass (streaming), released when the next pass begins. */
+  private passHead: GPUBuffer[] | null = null;
+  private readonly hostEmbed: HostTensor;
+  private readonly hostHead: HostTensor;
+  /** Created with no blocks: blocks and the head come and go (streaming). */
+  readonly streamedEnds: boolean;
   /** What one split piece (weight chunk, logits row group) may bind. */
   readonly bindingLimit: BindingLimit;
   /** One cos/sin table per distinct RopeSpec, each covering positions [0, ropePositions). */
   private readonly ropeTables = new Map<RopeSpec, GPUBuffer>();
   private ropePositions = 0;
-  /** Forwards run one at a time (they share the workspace and the staging buffer). */
+  /** Forwards and streamed steps run one at a time (they share the workspace and the staging buffer). */
   private tail: Promise<unknown> = Promise.resolve();
   /** Dispatches recorded by the last forward (tests: a skipped block costs nothing). */
   lastDispatchCount = 0;
+  /** Decode kernels reduce with subgroup operations (set by createWebGpuBackend from the adapter and options). */
+  useSubgroups = false;
+  /** One-token forwards use the fused decode kernels where a block allows (set by createWebGpuBackend). */
+  fuseDecode = true;
+  /** Time every dispatch of the next forwards with timestamp-query (bench --profile); results in lastProfile. */
+  profile = false;
+  /** Per dispatch of the last profiled forward: kernel, scope (embed / block / head), weight bytes read, GPU time. */
+  lastProfile: { kernel: string; scope: string; weightBytes: number; ns: number }[] | null = null;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -96,53 +148,58 @@ export class WebGpuBackend implements Backend {
     maxBindingBytes?: number,
   ) {
     if (spec.headDim > MAX_HEAD_DIM) throw new PruneLabError(`head_dim ${spec.headDim} exceeds the WebGPU attention kernel's ${MAX_HEAD_DIM}`, { field: 'head_dim' });
+    if (weights.blocks.length !== 0 && weights.blocks.length !== spec.layers) {
+      throw new PruneLabError(`got ${weights.blocks.length} of ${spec.layers} blocks: a backend holds every block (resident) or none (streaming)`, { field: 'weights' });
+    }
     const { device } = ctx;
+    this.memory = new GpuBufferMeter(device);
     this.pipelines = pipelineCacheFor(device);
-    this.uniforms = new UniformArena(device);
-    this.workspace = new Workspace(device);
+    this.uniforms = new UniformArena(this.memory);
+    this.workspace = new Workspace(this.memory);
     this.bindingLimit = bindingLimit(ctx, maxBindingBytes);
+    this.streamedEnds = weights.blocks.length === 0;
+    this.hostEmbed = weights.embed;
+    this.hostHead = weights.lmHead;
     let matrices: GpuMatrix[];
     try {
-      const model = uploadModel(ctx, weights, this.bindingLimit, (b) => this.owned.push(b));
-      ({ embed: this.embed, positions: this.positions, blocks: this.blocks, finalNorm: this.finalNorm, lmHead: this.lmHead, matrices } = model);
+      if (this.streamedEnds) {
+        const up = new Uploader(ctx, this.bindingLimit, this.memory);
+        this.positions = weights.positions ? up.vector(weights.positions) : null;
+        this.finalNorm = up.norm(weights.finalNorm) as GpuNorm;
+        this.embed = null;
+        this.lmHead = null;
+        this.blocks = Array.from({ length: spec.layers }, () => undefined);
+        matrices = [];
+      } else {
+        const model = uploadModel(ctx, weights, this.bindingLimit, this.memory);
+        ({ embed: this.embed, positions: this.positions, blocks: this.blocks, finalNorm: this.finalNorm, lmHead: this.lmHead, matrices } = model);
+      }
       this.ensureRopeTables(Math.min(spec.maxPositions, 2048));
     } catch (e) {
       // Nothing uploaded so far may outlive a failed creation (the device may be shared).
       this.releaseBuffers();
       throw e;
     }
-    const weightBytes = this.owned.reduce((s, b) => s + b.size, 0);
+    const weightBytes = this.memory.liveBytes;
     const formats = [...new Set(matrices.map((m) => m.format))].join('+');
     const split = matrices.filter((m) => m.chunks.length > 1).length;
     const splitNote = split > 0 ? `, ${split} matrices split across bindings` : '';
-    this.info = { kind: 'webgpu', description: `WebGPU: ${ctx.adapterDescription} (${formats} weights${splitNote})`, weightBytes };
+    const held = this.streamedEnds ? 'blocks streamed' : `${formats} weights${splitNote}`;
+    this.info = { kind: 'webgpu', description: `WebGPU: ${ctx.adapterDescription} (${held})`, weightBytes };
   }
 
   /**
    * Compiles every variant this model can dispatch (each block's matmuls in both shapes, its norms with
    * and without the residual epilogue, each layer kind's RoPE), so neither a plan, a capture nor a decode
-   * step compiles anything.
+   * step compiles anything. A streaming backend compiles a block's variants when it is loaded.
    */
   precompile(): void {
     const rec = { pipelines: this.pipelines };
     const { spec } = this;
-    const matmuls = (l: GpuLinear, accumulate: boolean) => {
-      for (const kind of ['gemm', 'gemv'] as const) matmulPipeline(rec, kind, { format: l.w.format, bias: l.b !== null, accumulate });
-    };
-    matmuls({ w: this.lmHead, b: null }, false);
+    if (this.lmHead) this.precompileMatmuls(this.lmHead, null, false);
     normPipeline(rec, { kind: spec.norm, accumulate: false });
-    spec.layerKinds.forEach((kind, i) => {
-      const b = this.blocks[i];
-      for (const l of [b.q, b.k, b.v, b.up, b.gate]) if (l) matmuls(l, false);
-      matmuls(b.o, b.attnPostNorm === null);
-      matmuls(b.down, b.mlpPostNorm === null);
-      if (b.attnPostNorm || b.mlpPostNorm) normPipeline(rec, { kind: spec.norm, accumulate: true });
-      if (spec.qkNorm === 'projection') normPipeline(rec, { kind: 'rms', accumulate: false });
-      const headNorm = spec.qkNorm === 'head';
-      if (headNorm || kind.rope) ropePipeline(rec, { norm: headNorm, rope: kind.rope !== null });
-      activationPipeline(rec, { act: spec.activation, gated: b.gate !== null });
-    });
-    embeddingPipeline(rec, this.embed.format, this.positions !== null);
+    for (let i = 0; i < spec.layers; i++) this.precompileBlock(i);
+    if (this.embed) embeddingPipeline(rec, this.embed.format, this.positions !== null);
     attentionPipeline(rec);
     if (spec.logitScale !== 1 || spec.finalSoftcap !== null) finalLogitsPipeline(rec);
     tokenStatsPipeline(rec);
@@ -150,29 +207,142 @@ export class WebGpuBackend implements Backend {
     nllPipeline(rec);
   }
 
+  private precompileMatmuls(w: GpuMatrix, b: GPUBuffer | null, accumulate: boolean): void {
+    for (const kind of ['gemm', 'gemv'] as const) matmulPipeline({ pipelines: this.pipelines }, kind, { format: w.format, bias: b !== null, accumulate });
+  }
+
+  private precompileBlock(i: number): void {
+    const b = this.blocks[i];
+    if (!b) return;
+    const rec = { pipelines: this.pipelines };
+    const { spec } = this;
+    const kind = spec.layerKinds[i];
+    for (const l of [b.q, b.k, b.v, b.up, b.gate]) if (l) this.precompileMatmuls(l.w, l.b, false);
+    this.precompileMatmuls(b.o.w, b.o.b, b.attnPostNorm === null);
+    this.precompileMatmuls(b.down.w, b.down.b, b.mlpPostNorm === null);
+    if (b.attnPostNorm || b.mlpPostNorm) normPipeline(rec, { kind: spec.norm, accumulate: true });
+    if (spec.qkNorm === 'projection') normPipeline(rec, { kind: 'rms', accumulate: false });
+    const headNorm = spec.qkNorm === 'head';
+    if (headNorm || kind.rope) ropePipeline(rec, { norm: headNorm, rope: kind.rope !== null });
+    activationPipeline(rec, { act: spec.activation, gated: b.gate !== null });
+    this.precompileDecode(b);
+  }
+
+  // ---- decode (one token): 5 dispatches per block where the block's shape allows (kernels/decode.ts) ----
+
+  /** The fused decode step of a block's halves, or null for a half that takes the general path (and why not, for the README's list). */
+  private decodeFusion(b: GpuBlock): { attention: boolean; mlp: boolean } {
+    const { spec } = this;
+    const single = (...ls: (GpuLinear | null)[]) => ls.every((l) => l && l.w.chunks.length === 1 && l.w.format === ls[0]?.w.format);
+    const allOrNone = (...ls: GpuLinear[]) => ls.every((l) => l.b !== null) || ls.every((l) => l.b === null);
+    const rmsOrNone = (n: GpuNorm | null) => n === null || (spec.norm === 'rms' && n.b === null);
+    const storage = this.ctx.limits.maxStorageBuffersPerShaderStage;
+    if (spec.parallelResidual || !this.fuseDecode) return { attention: false, mlp: false };
+    const attention = spec.qkNorm !== 'projection' && rmsOrNone(b.attnNorm) && single(b.q, b.k, b.v) && allOrNone(b.q, b.k, b.v) && storage >= (b.q.b ? 9 : 7);
+    const mlp = b.gate !== null && rmsOrNone(b.mlpNorm) && single(b.gate, b.up) && allOrNone(b.gate, b.up) && storage >= 7;
+    return { attention, mlp };
+  }
+
+  private precompileDecode(b: GpuBlock): void {
+    const rec = { pipelines: this.pipelines };
+    const fuse = this.decodeFusion(b);
+    const subgroups = this.useSubgroups;
+    if (fuse.attention) {
+      normGemvPipeline(rec, { format: b.q.w.format, norm: b.attnNorm !== null, parts: 3, bias: b.q.b !== null, gated: null, subgroups });
+      const headNorm = this.spec.qkNorm === 'head';
+      for (const rope of new Set(this.spec.layerKinds.map((k) => k.rope !== null))) attentionDecodePipeline(rec, { rope, headNorm, subgroups });
+    }
+    if (fuse.mlp && b.gate) normGemvPipeline(rec, { format: b.gate.w.format, norm: b.mlpNorm !== null, parts: 2, bias: b.gate.b !== null, gated: this.spec.activation, subgroups });
+    argmaxPipeline(rec);
+  }
+
+  /** x += o(attention(q, k, v)) for one token: the pre-norm and q | k | v in one GEMV, RoPE / q-k norms / cache write inside the attention kernel. */
+  private decodeAttention(rec: Recorder, x: GPUBuffer, block: GpuBlock, kind: LayerKind, index: number, firstPosition: number, cache: WebGpuCache | null): void {
+    const { heads, kvHeads, headDim, qkNorm, attnScale, attnSoftcap, normEps, normOffset } = this.spec;
+    const qkv = this.buffer('qkv', (heads + 2 * kvHeads) * headDim * F32);
+    const layer = cache ? cache.layer(index) : { keys: this.buffer('k', kvHeads * headDim * F32), values: this.buffer('v', kvHeads * headDim * F32) };
+    const biases = block.q.b && block.k.b && block.v.b ? [block.q.b, block.k.b, block.v.b] : null;
+    const subgroups = this.useSubgroups;
+    normGemv(rec, {
+      x,
+      normWeight: block.attnNorm?.w ?? null,
+      eps: normEps,
+      offset: normOffset,
+      weights: [block.q.w, block.k.w, block.v.w],
+      biases,
+      y: qkv,
+      gated: null,
+      subgroups,
+    });
+    const attended = this.buffer('attended', heads * headDim * F32);
+    const headNorm = qkNorm === 'head';
+    attentionDecode(rec, {
+      qkv,
+      keys: layer.keys,
+      values: layer.values,
+      position: cache ? firstPosition : 0,
+      heads,
+      kvHeads,
+      headDim,
+      scale: attnScale,
+      softcap: attnSoftcap,
+      window: kind.window,
+      table: kind.rope ? (this.ropeTables.get(kind.rope) ?? null) : null,
+      rotaryDim: kind.rope?.rotaryDim ?? 0,
+      qNorm: headNorm ? block.qNorm : null,
+      kNorm: headNorm ? block.kNorm : null,
+      eps: normEps,
+      offset: normOffset,
+      out: attended,
+      subgroups,
+    });
+    this.residual(rec, x, 1, block.attnPostNorm, (y, output) => this.linear(rec, attended, 1, block.o, y, output));
+  }
+
+  /** x += down(act(gate) · up) for one token: the pre-norm, gate, up and the activation in one GEMV. */
+  private decodeMlp(rec: Recorder, x: GPUBuffer, block: GpuBlock): void {
+    const gate = block.gate as GpuLinear;
+    const act = this.buffer('gate', block.up.w.rows * F32);
+    const { normEps, normOffset, activation: gated } = this.spec;
+    const biases = gate.b && block.up.b ? [gate.b, block.up.b] : null;
+    normGemv(rec, {
+      x,
+      normWeight: block.mlpNorm?.w ?? null,
+      eps: normEps,
+      offset: normOffset,
+      weights: [gate.w, block.up.w],
+      biases,
+      y: act,
+      gated,
+      subgroups: this.useSubgroups,
+    });
+    this.residual(rec, x, 1, block.mlpPostNorm, (y, output) => this.linear(rec, act, 1, block.down, y, output));
+  }
+
   /** Grows every RoPE table to cover `positions` (doubling, so a decode loop re-uploads rarely). */
   private ensureRopeTables(positions: number): void {
     if (positions <= this.ropePositions) return;
     const size = Math.max(positions, this.ropePositions * 2);
     for (const r of distinctRopes(this.spec)) {
-      this.ropeTables.get(r)?.destroy();
-      this.ropeTables.set(r, uploadF32Array(this.ctx, ropeTable(r.invFreq, r.attentionFactor, size), `rope cos/sin table (theta ${r.theta}, ${r.rotaryDim} dims)`));
+      const old = this.ropeTables.get(r);
+      if (old) this.memory.destroy(old);
+      this.ropeTables.set(r, uploadF32Array(this.ctx, this.memory, ropeTable(r.invFreq, r.attentionFactor, size), `rope cos/sin table (theta ${r.theta}, ${r.rotaryDim} dims)`));
     }
     this.ropePositions = size;
   }
 
   createCache(capacity: number, plan: Plan): KVCache {
     if (!Number.isInteger(capacity) || capacity <= 0) throw new PruneLabError(`KV cache capacity must be a positive integer, got ${capacity}`, { field: 'cache' });
-    return new WebGpuCache(this.ctx, capacity, planKey(plan), this.spec.kvHeads * this.spec.headDim);
+    return new WebGpuCache(this.ctx, capacity, planKey(plan), this.spec.kvHeads * this.spec.headDim, this.memory);
   }
 
-  /** Frees every buffer this backend made (weights, tables, workspace, uniforms); the device stays. */
+  /** Frees every buffer this backend made (weights, tables, workspace, uniforms, streams, caches); the device stays. */
   private releaseBuffers(): void {
-    for (const b of this.owned) b.destroy();
-    this.owned.length = 0;
-    for (const t of this.ropeTables.values()) t.destroy();
+    this.memory.destroyAll();
     this.ropeTables.clear();
     this.ropePositions = 0;
+    this.loadedBlocks.clear();
+    this.passHead = null;
     this.workspace.destroy();
     this.uniforms.destroy();
   }
@@ -183,9 +353,220 @@ export class WebGpuBackend implements Backend {
   }
 
   forward(request: ForwardRequest): Promise<ForwardResult> {
-    const run = this.tail.then(() => this.run(request));
+    return this.serial(() => this.run(request));
+  }
+
+  /** Runs `step` after every step already queued (they share the workspace and the staging buffer). */
+  private serial<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(step);
     this.tail = run.catch(() => undefined);
     return run;
+  }
+
+  /** Records `record`, submits it and surfaces a validation error (naming `what`). */
+  private async submit(rec: Recorder, what: string): Promise<void> {
+    const { device } = this.ctx;
+    device.pushErrorScope('validation');
+    rec.submit();
+    const error = await device.popErrorScope();
+    if (error) throw new PruneLabError(`WebGPU rejected ${what}: ${error.message}`);
+    this.lastDispatchCount = rec.dispatchCount;
+  }
+
+  /** Uploads under out-of-memory and validation scopes, so a device that cannot hold them fails here with `what`. */
+  private async scoped<T>(what: string, upload: () => T): Promise<T> {
+    const { device } = this.ctx;
+    device.pushErrorScope('validation');
+    device.pushErrorScope('out-of-memory');
+    let value: T | undefined;
+    let failure: unknown = null;
+    try {
+      value = upload();
+    } catch (e) {
+      failure = e;
+    }
+    // Both pops are issued before any await, so a step running meanwhile cannot interleave its scopes.
+    const [oom, invalid] = await Promise.all([device.popErrorScope(), device.popErrorScope()]);
+    if (failure) throw failure;
+    if (oom || invalid) throw new PruneLabError(`WebGPU could not hold ${what}: ${(oom ?? invalid)?.message}`);
+    return value as T;
+  }
+
+  // ---- block streaming ----
+
+  /** The lm head is uploaded for one pass: released when the next pass begins (embed, loadBlock). */
+  private releasePassHead(): void {
+    if (!this.passHead) return;
+    for (const b of this.passHead) this.memory.destroy(b);
+    this.passHead = null;
+    this.lmHead = null;
+  }
+
+  private releaseLoadedBlock(index: number): void {
+    const buffers = this.loadedBlocks.get(index);
+    if (!buffers) return;
+    for (const b of buffers) this.memory.destroy(b);
+    this.loadedBlocks.delete(index);
+    this.blocks[index] = undefined;
+  }
+
+  /**
+   * The embedding rows of `ids` only, as a matrix of their own (same storage format, same kernel), and
+   * the ids re-numbered into it: a streamed sequence's x_0 costs its rows, not the vocabulary.
+   */
+  private embedRows(ids: readonly number[]): { matrix: GpuMatrix; localIds: number[]; buffers: GPUBuffer[] } {
+    const t = this.hostEmbed;
+    const unique = [...new Set(ids)];
+    const local = new Map(unique.map((id, k) => [id, k]));
+    const rowBytes = t.bytes.byteLength / t.shape[0];
+    const bytes = new Uint8Array(unique.length * rowBytes);
+    for (const [k, id] of unique.entries()) bytes.set(t.bytes.subarray(id * rowBytes, (id + 1) * rowBytes), k * rowBytes);
+    const up = new Uploader(this.ctx, this.bindingLimit, this.memory);
+    const matrix = up.matrix({ ...t, shape: [unique.length, t.shape[1]], bytes });
+    return { matrix, localIds: ids.map((id) => local.get(id) as number), buffers: up.buffers };
+  }
+
+  private async embedStream(ids: readonly number[]): Promise<GpuStream> {
+    checkNotLost(this.ctx);
+    checkForward(this.spec, { ids, plan: { blocks: [], skipAttention: [], skipMlp: [], capture: 'none' }, logits: 'none' }, WebGpuCache, this.blocks.length);
+    if (this.streamedEnds) this.releasePassHead();
+    this.ensureRopeTables(ids.length);
+    const rows = ids.length;
+    const stateBytes = rows * this.spec.hidden * F32;
+    checkFits(this.ctx, stateBytes, { field: 'residual stream' });
+    const x = this.memory.create({ label: 'stream x', size: Math.max(16, stateBytes), usage: STORAGE() });
+    const idsBuffer = this.memory.create({ label: 'stream ids', size: Math.max(16, rows * 4), usage: STORAGE() });
+    const stream = new GpuStream(ids, x, idsBuffer, (buffers) => {
+      for (const b of buffers) this.memory.destroy(b);
+    });
+    const temporary: GPUBuffer[] = [];
+    try {
+      this.ctx.device.queue.writeBuffer(idsBuffer, 0, Uint32Array.from(ids));
+      const rec = this.recorder();
+      if (this.embed) this.embedTokens(rec, idsBuffer, ids, 0, x, this.embed);
+      else {
+        const own = this.embedRows(ids);
+        temporary.push(...own.buffers);
+        const localIds = this.workspace.get('localIds', rows * 4, STORAGE());
+        this.ctx.device.queue.writeBuffer(localIds, 0, Uint32Array.from(own.localIds));
+        this.embedTokens(rec, localIds, own.localIds, 0, x, own.matrix);
+      }
+      await this.submit(rec, 'the embedding');
+    } catch (e) {
+      stream.dispose();
+      throw e;
+    } finally {
+      // Destroying after submit is safe: the device frees them once the submitted work is done.
+      for (const b of temporary) this.memory.destroy(b);
+    }
+    return stream;
+  }
+
+  private async runStreamBlock(stream: GpuStream, index: number, plan: Plan): Promise<BlockStatSums | null> {
+    checkNotLost(this.ctx);
+    if (stream.disposed) throw new PruneLabError('this residual stream was disposed', { field: 'stream' });
+    if (!this.blocks[index]) throw new PruneLabError(`block ${index} is not loaded`, { field: 'plan' });
+    const rows = stream.ids.length;
+    const { hidden } = this.spec;
+    const wantStats = plan.capture !== 'none';
+    const rec = this.recorder();
+    const stateBytes = rows * hidden * F32;
+    const xIn = wantStats ? this.buffer('xIn', stateBytes) : null;
+    if (xIn) rec.copy(stream.x, 0, xIn, 0, stateBytes);
+    this.recordBlock(rec, stream.x, rows, index, !plan.skipAttention.includes(index), !plan.skipMlp.includes(index), 0, null);
+    if (!xIn) {
+      await this.submit(rec, `block ${index}`);
+      return null;
+    }
+    const results = this.buffer('results', 3 * F32);
+    const staging = this.workspace.get('statsStaging', 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    blockStats(rec, xIn, stream.x, rows, hidden, this.buffer('perToken', rows * 3 * F32), results, 0);
+    rec.copy(results, 0, staging, 0, 3 * F32);
+    await this.submit(rec, `block ${index}`);
+    await staging.mapAsync(GPUMapMode.READ, 0, 16);
+    checkNotLost(this.ctx);
+    const [cosSum, angularSum, relMagnitudeSum] = new Float32Array(staging.getMappedRange(0, 16).slice(0, 3 * F32));
+    staging.unmap();
+    return { index, cosSum, angularSum, relMagnitudeSum, tokens: rows };
+  }
+
+  private async streamHead(stream: GpuStream, want: { nll: boolean; lastLogits: boolean }): Promise<{ lastLogits: Float32Array | null; nllSum: number; nllCount: number }> {
+    checkNotLost(this.ctx);
+    if (!this.lmHead) {
+      const up = new Uploader(this.ctx, this.bindingLimit, this.memory);
+      try {
+        this.lmHead = await this.scoped(`the lm head (${this.hostHead.name})`, () => up.matrix(this.hostHead));
+      } catch (e) {
+        up.release();
+        throw e;
+      }
+      this.passHead = up.buffers;
+    }
+    const rows = stream.ids.length;
+    const { hidden, vocabSize } = this.spec;
+    const headRows = want.nll ? rows : 1;
+    const out = new ReadbackLayout({ slots: 0, rows, hidden, vocab: vocabSize, logitRows: want.lastLogits ? 1 : 0, states: false }, this.ctx.limits.maxBufferSize);
+    const staging = this.workspace.get('staging', out.bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    const results = this.buffer('results', out.resultFloats * F32);
+    const rec = this.recorder();
+    this.head(rec, stream.x, rows, headRows, stream.idsBuffer, want.nll ? results : null, out, staging, STREAMED_LOGITS_BYTES);
+    if (want.nll) rec.copy(results, 0, staging, 0, out.resultFloats * F32);
+    await this.submit(rec, 'the head');
+    await staging.mapAsync(GPUMapMode.READ, 0, out.mappedBytes);
+    checkNotLost(this.ctx);
+    const decoded = out.decode(staging.getMappedRange(0, out.mappedBytes), [], false);
+    staging.unmap();
+    const nllCount = want.nll ? rows - 1 : 0;
+    return { lastLogits: decoded.logits, nllSum: nllCount > 0 ? decoded.nllSum : 0, nllCount };
+  }
+
+  /** Block-major execution (backend.ts BlockStreaming): the same recorded steps as forward, one block at a time. */
+  readonly streaming: BlockStreaming = {
+    loadBlock: async (index, weights: BlockWeights) => {
+      checkNotLost(this.ctx);
+      if (!Number.isInteger(index) || index < 0 || index >= this.spec.layers) throw new PruneLabError(`block ${index} does not exist`, { field: 'plan' });
+      // A resident backend already holds every block of its checkpoint: nothing to load or release.
+      if (!this.streamedEnds) return;
+      this.releasePassHead();
+      this.releaseLoadedBlock(index);
+      const up = new Uploader(this.ctx, this.bindingLimit, this.memory);
+      let block: GpuBlock;
+      try {
+        block = await this.scoped(`block ${index}`, () => up.block(weights));
+      } catch (e) {
+        up.release();
+        throw e;
+      }
+      this.blocks[index] = block;
+      this.loadedBlocks.set(index, up.buffers);
+      this.precompileBlock(index);
+    },
+    releaseBlock: (index) => this.releaseLoadedBlock(index),
+    embed: (ids) => this.serial(() => this.embedStream(ids)),
+    runBlock: (stream, index, plan) => this.serial(() => this.runStreamBlock(stream as GpuStream, index, plan)),
+    head: (stream, want) => this.serial(() => this.streamHead(stream as GpuStream, want)),
+  };
+
+  /** Gives every dispatch of `rec` begin/end timestamps; the returned function reads them after the submit. */
+  private armTimestamps(rec: Recorder): () => Promise<{ kernel: string; scope: string; weightBytes: number; ns: number }[]> {
+    const { device } = this.ctx;
+    const count = Math.max(1, rec.dispatchCount);
+    const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * count });
+    const resolve = device.createBuffer({ size: 16 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const read = device.createBuffer({ size: 16 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    rec.timestamps = { querySet, resolve, read };
+    return async () => {
+      await read.mapAsync(GPUMapMode.READ);
+      const t = new BigUint64Array(read.getMappedRange().slice(0));
+      read.unmap();
+      for (const b of [read, resolve]) b.destroy();
+      querySet.destroy();
+      return rec.dispatches.map((d, i) => ({ ...d, ns: Number(t[2 * i + 1] - t[2 * i]) }));
+    };
+  }
+
+  private recorder(): Recorder {
+    return new Recorder(this.ctx.device, this.pipelines, this.uniforms);
   }
 
   // ---- the steps, named as in the CPU reference ----
@@ -214,10 +595,10 @@ export class WebGpuBackend implements Backend {
     matmulMatrix(rec, { x, rows, w: l.w, bias: l.b, y, ...output });
   }
 
-  /** x_0: token embedding × embedScale (+ learned position embedding). */
-  private embedTokens(rec: Recorder, idsBuffer: GPUBuffer, ids: ArrayLike<number>, firstPosition: number, x: GPUBuffer): void {
+  /** x_0: token embedding × embedScale (+ learned position embedding); `ids` index `embed`'s rows. */
+  private embedTokens(rec: Recorder, idsBuffer: GPUBuffer, ids: ArrayLike<number>, firstPosition: number, x: GPUBuffer, embed: GpuMatrix): void {
     const { hidden, embedScale } = this.spec;
-    embedTokens(rec, { ids: idsBuffer, tokenIds: ids, rows: ids.length, embed: this.embed, positions: this.positions, firstPosition, hidden, scale: embedScale, x });
+    embedTokens(rec, { ids: idsBuffer, tokenIds: ids, rows: ids.length, embed, positions: this.positions, firstPosition, hidden, scale: embedScale, x });
   }
 
   /**
@@ -303,13 +684,25 @@ export class WebGpuBackend implements Backend {
 
   /**
    * The final norm, lm head, logits scale / soft-cap and per-token NLL over the last `headRows` rows, in
-   * groups whose logits fit one binding (one group unless rows × vocab is huge); the wanted logits rows
-   * are copied into the staging buffer.
+   * groups whose logits fit one binding (one group unless rows × vocab is huge) and `maxLogitsBytes`
+   * (streaming keeps the logits inside the budget); the wanted logits rows are copied into the staging
+   * buffer. Rows are independent, so the grouping does not change a number.
    */
-  private head(rec: Recorder, x: GPUBuffer, rows: number, headRows: number, idsBuffer: GPUBuffer, nllInto: GPUBuffer | null, out: ReadbackLayout, staging: GPUBuffer): void {
+  private head(
+    rec: Recorder,
+    x: GPUBuffer,
+    rows: number,
+    headRows: number,
+    idsBuffer: GPUBuffer,
+    nllInto: GPUBuffer | null,
+    out: ReadbackLayout,
+    staging: GPUBuffer,
+    maxLogitsBytes = Number.POSITIVE_INFINITY,
+  ): void {
     const { hidden, vocabSize, logitScale, finalSoftcap } = this.spec;
+    const lmHead = this.lmHead as GpuMatrix;
     const logitRowBytes = vocabSize * F32;
-    const groupRows = Math.max(1, Math.min(headRows, Math.floor(this.bindingLimit.bytes / logitRowBytes)));
+    const groupRows = Math.max(1, Math.min(headRows, Math.floor(Math.min(this.bindingLimit.bytes, maxLogitsBytes) / logitRowBytes)));
     const headIn = this.buffer('headIn', groupRows * hidden * F32);
     const logits = this.buffer('logits', groupRows * logitRowBytes);
     const nllPerToken = nllInto && rows > 1 ? this.buffer('nllPerToken', (rows - 1) * F32) : null;
@@ -317,7 +710,7 @@ export class WebGpuBackend implements Backend {
     for (let g = 0; g < headRows; g += groupRows) {
       const count = Math.min(groupRows, headRows - g);
       this.normalize(rec, x, count, this.finalNorm, headIn, { inRowOffset: rows - headRows + g });
-      matmulMatrix(rec, { x: headIn, rows: count, w: this.lmHead, bias: null, y: logits });
+      matmulMatrix(rec, { x: headIn, rows: count, w: lmHead, bias: null, y: logits });
       finalLogits(rec, logits, count * vocabSize, logitScale, finalSoftcap);
       // nll implies headRows = rows, so g is the sequence row; the last row predicts nothing.
       const predicted = Math.min(count, rows - 1 - g);
@@ -328,21 +721,58 @@ export class WebGpuBackend implements Backend {
     if (nllInto && nllPerToken) sumRows(rec, nllPerToken, rows - 1, 1, nllInto, out.nllIndex);
   }
 
+  /**
+   * One block on the residual stream x (in place): the halves the plan keeps, as the family wires them.
+   * forward and streaming.runBlock both record blocks through here.
+   */
+  private recordBlock(rec: Recorder, x: GPUBuffer, rows: number, i: number, attend: boolean, feed: boolean, firstPosition: number, cache: WebGpuCache | null): void {
+    const block = this.blocks[i];
+    if (!block) throw new PruneLabError(`block ${i} is not loaded`, { field: 'plan' });
+    const kind = this.spec.layerKinds[i];
+    const stateBytes = rows * this.spec.hidden * F32;
+    const xn = this.buffer('xn', stateBytes);
+    if (this.spec.parallelResidual) {
+      // GPT-NeoX: both halves read the block input, so both are normalised before either adds to x.
+      const xn2 = this.buffer('xn2', stateBytes);
+      const attnIn = attend ? this.normalize(rec, x, rows, block.attnNorm, xn) : null;
+      let mlpIn: GPUBuffer | null = null;
+      if (feed && block.mlpNorm) mlpIn = this.normalize(rec, x, rows, block.mlpNorm, xn2);
+      else if (feed) {
+        rec.copy(x, 0, xn2, 0, stateBytes);
+        mlpIn = xn2;
+      }
+      if (attnIn) this.attention(rec, attnIn, x, rows, block, kind, i, firstPosition, cache);
+      if (mlpIn) this.mlp(rec, mlpIn, x, rows, block);
+    } else {
+      // one token: the fused decode kernels where the block's shape allows (rows > 1 and other shapes: the general steps)
+      const fuse = rows === 1 ? this.decodeFusion(block) : { attention: false, mlp: false };
+      if (attend && fuse.attention) this.decodeAttention(rec, x, block, kind, i, firstPosition, cache);
+      else if (attend) this.attention(rec, this.normalize(rec, x, rows, block.attnNorm, xn), x, rows, block, kind, i, firstPosition, cache);
+      if (feed && fuse.mlp) this.decodeMlp(rec, x, block);
+      else if (feed) this.mlp(rec, this.normalize(rec, x, rows, block.mlpNorm, xn), x, rows, block);
+    }
+  }
+
   private async run(request: ForwardRequest): Promise<ForwardResult> {
     checkNotLost(this.ctx);
+    if (this.streamedEnds || !this.embed) {
+      throw new PruneLabError('this WebGPU backend was created for block streaming (no resident blocks); a forward pass needs every block resident', { field: 'plan' });
+    }
     const { ids, plan } = request;
-    const { hidden, vocabSize, parallelResidual } = this.spec;
+    const { hidden, vocabSize } = this.spec;
     const { rows, firstPosition } = checkForward(this.spec, request, WebGpuCache, this.blocks.length);
     const cache = (request.cache as WebGpuCache | undefined) ?? null;
     this.ensureRopeTables(firstPosition + rows);
     const device = this.ctx.device;
-    const rec = new Recorder(device, this.pipelines, this.uniforms);
+    const rec = this.recorder();
     const skipAttention = new Set(plan.skipAttention);
     const skipMlp = new Set(plan.skipMlp);
     const wantStats = plan.capture !== 'none';
     const wantStates = plan.capture === 'states';
-    const wantHead = request.logits !== 'none' || request.nll === true;
+    const pick = request.pick === 'argmax';
+    const wantHead = request.logits !== 'none' || request.nll === true || pick;
     const headRows = request.nll || request.logits === 'all' ? rows : 1;
+    if (pick && headRows !== 1) throw new PruneLabError("pick: 'argmax' works with logits 'last' or 'none' and no nll (it picks from the last position)", { field: 'pick' });
     const logitRows = request.logits === 'all' ? rows : request.logits === 'last' ? 1 : 0;
     const out = new ReadbackLayout({ slots: plan.blocks.length, rows, hidden, vocab: vocabSize, logitRows, states: wantStates }, this.ctx.limits.maxBufferSize);
     const staging = this.workspace.get('staging', out.bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
@@ -352,51 +782,41 @@ export class WebGpuBackend implements Backend {
     const stateBytes = rows * hidden * F32;
     const x = this.buffer('x', stateBytes);
     const xIn = wantStats ? this.buffer('xIn', stateBytes) : null;
-    const xn = this.buffer('xn', stateBytes);
     const perToken = wantStats ? this.buffer('perToken', Math.max(rows * 3, 1) * F32) : null;
 
-    this.embedTokens(rec, idsBuffer, ids, firstPosition, x);
+    rec.scope = 'embed';
+    this.embedTokens(rec, idsBuffer, ids, firstPosition, x, this.embed);
     if (wantStates) rec.copy(x, 0, staging, out.state(0), stateBytes);
+    rec.scope = 'block';
     plan.blocks.forEach((i, slot) => {
-      const block = this.blocks[i];
-      const kind = this.spec.layerKinds[i];
       if (xIn) rec.copy(x, 0, xIn, 0, stateBytes);
-      const attend = !skipAttention.has(i);
-      const feed = !skipMlp.has(i);
-      if (parallelResidual) {
-        // GPT-NeoX: both halves read the block input, so both are normalised before either adds to x.
-        const xn2 = this.buffer('xn2', stateBytes);
-        const attnIn = attend ? this.normalize(rec, x, rows, block.attnNorm, xn) : null;
-        let mlpIn: GPUBuffer | null = null;
-        if (feed && block.mlpNorm) mlpIn = this.normalize(rec, x, rows, block.mlpNorm, xn2);
-        else if (feed) {
-          rec.copy(x, 0, xn2, 0, stateBytes);
-          mlpIn = xn2;
-        }
-        if (attnIn) this.attention(rec, attnIn, x, rows, block, kind, i, firstPosition, cache);
-        if (mlpIn) this.mlp(rec, mlpIn, x, rows, block);
-      } else {
-        if (attend) this.attention(rec, this.normalize(rec, x, rows, block.attnNorm, xn), x, rows, block, kind, i, firstPosition, cache);
-        if (feed) this.mlp(rec, this.normalize(rec, x, rows, block.mlpNorm, xn), x, rows, block);
-      }
+      this.recordBlock(rec, x, rows, i, !skipAttention.has(i), !skipMlp.has(i), firstPosition, cache);
       if (xIn && perToken) blockStats(rec, xIn, x, rows, hidden, perToken, results, slot);
       if (wantStates) rec.copy(x, 0, staging, out.state(slot + 1), stateBytes);
     });
+    rec.scope = 'head';
     if (wantHead) this.head(rec, x, rows, headRows, idsBuffer, request.nll ? results : null, out, staging);
-    if (wantStats || request.nll) rec.copy(results, 0, staging, 0, out.resultFloats * F32);
+    // the head's one logits row is at the start of its 'logits' buffer
+    if (pick) argmaxIndex(rec, this.buffer('logits', vocabSize * F32), vocabSize, results, out.pickIndex);
+    if (wantStats || request.nll || pick) rec.copy(results, 0, staging, 0, out.resultFloats * F32);
 
-    device.pushErrorScope('validation');
-    rec.submit();
-    const error = await device.popErrorScope();
-    if (error) throw new PruneLabError(`WebGPU rejected the forward pass: ${error.message}`);
-    this.lastDispatchCount = rec.dispatchCount;
+    const timing = this.profile && this.ctx.features.has('timestamp-query') ? this.armTimestamps(rec) : null;
+    await this.submit(rec, 'the forward pass');
+    if (timing) this.lastProfile = await timing();
     await staging.mapAsync(GPUMapMode.READ, 0, out.mappedBytes);
     checkNotLost(this.ctx);
     const decoded = out.decode(staging.getMappedRange(0, out.mappedBytes), plan.blocks, wantStats);
     staging.unmap();
     if (cache) cache.length += rows;
     const nllCount = request.nll ? rows - 1 : 0;
-    return { logits: decoded.logits, stats: decoded.stats, states: decoded.states, nllSum: nllCount > 0 ? decoded.nllSum : 0, nllCount };
+    return {
+      logits: decoded.logits,
+      stats: decoded.stats,
+      states: decoded.states,
+      nllSum: nllCount > 0 ? decoded.nllSum : 0,
+      nllCount,
+      ...(pick ? { picked: decoded.picked } : {}),
+    };
   }
 }
 
@@ -410,6 +830,8 @@ export async function createWebGpuBackend(spec: ModelSpec, weights: ModelWeights
   let backend: WebGpuBackend | null = null;
   try {
     backend = new WebGpuBackend(ctx, spec, weights, owns, options.maxBindingBytes);
+    backend.useSubgroups = (options.subgroups ?? true) && ctx.features.has('subgroups');
+    backend.fuseDecode = options.fuseDecode ?? true;
     if (options.precompile ?? true) backend.precompile();
   } catch (e) {
     await ctx.device.popErrorScope();

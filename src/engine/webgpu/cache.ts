@@ -1,6 +1,7 @@
 /** The WebGPU KV cache: per block, key and value buffers [capacity, kvHeads, headDim], made on first use. */
 import type { KVCache } from '../backend.ts';
 import { checkFits, type GpuContext } from './device.ts';
+import type { BufferAllocator } from './meter.ts';
 
 const F32 = 4;
 
@@ -12,6 +13,7 @@ export class WebGpuCache implements KVCache {
     readonly capacity: number,
     readonly planKey: string,
     private readonly rowWidth: number,
+    private readonly alloc: BufferAllocator,
   ) {}
 
   /** The block's key and value buffers, made on first use. */
@@ -20,8 +22,7 @@ export class WebGpuCache implements KVCache {
     if (!l) {
       const bytes = this.capacity * this.rowWidth * F32;
       checkFits(this.ctx, bytes, { field: `KV cache of block ${i}` });
-      const make = (label: string) =>
-        this.ctx.device.createBuffer({ label, size: Math.max(16, bytes), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+      const make = (label: string) => this.alloc.create({ label, size: Math.max(16, bytes), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
       l = { keys: make(`cache.${i}.keys`), values: make(`cache.${i}.values`) };
       this.layers.set(i, l);
     }
@@ -30,8 +31,8 @@ export class WebGpuCache implements KVCache {
 
   dispose(): void {
     for (const l of this.layers.values()) {
-      l.keys.destroy();
-      l.values.destroy();
+      this.alloc.destroy(l.keys);
+      this.alloc.destroy(l.values);
     }
     this.layers.clear();
   }

@@ -1,7 +1,7 @@
 /**
- * Weight upload, once, at backend creation. Big matrices keep their checkpoint precision: F32 as f32,
- * F16 as raw f16 pairs in u32 words (unpacked in the shader, half the memory), BF16 widened to f32
- * (exact; bf16 → f16 would lose range). Vectors (norms, biases, learned positions) are always f32.
+ * Weight upload (at backend creation, or per block when streaming). Big matrices keep their checkpoint
+ * bytes: F32 as f32, F16 and BF16 as raw pairs in u32 words, unpacked exactly in the shader (half the
+ * memory of f32). Vectors (norms, biases, learned positions) are always f32.
  *
  * A matrix is a list of row chunks, each its own buffer no larger than the binding limit (one chunk
  * when the whole matrix fits, which is the usual case). Rows are the matrix's first dimension: vocab rows
@@ -11,8 +11,12 @@
 import { PruneLabError } from '../errors.ts';
 import { decodeToF32, type HostTensor } from '../safetensors.ts';
 import { type BindingLimit, checkFits, formatBytes, type GpuContext } from './device.ts';
-import type { Linear, ModelWeights, Norm } from '../weights.ts';
-import type { WeightFormat } from './kernels/common.ts';
+import type { BlockWeights, Linear, ModelWeights, Norm } from '../weights.ts';
+import type { BufferAllocator } from './meter.ts';
+import { WEIGHT_ELEMENT_BYTES, type WeightFormat } from './kernels/common.ts';
+
+/** Stored dtype → GPU format of a weight matrix: every supported dtype is uploaded as stored. */
+const MATRIX_FORMATS: Record<string, WeightFormat | undefined> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 
 /** Rows [firstRow, firstRow + rows) of a matrix, in a buffer of their own (element 0 = firstRow's first). */
 export interface MatrixChunk {
@@ -33,23 +37,23 @@ const BUFFER_USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GP
 /** Buffer size for `bytes` of data: whole u32 words, at least 16 bytes. */
 const bufferSize = (bytes: number) => Math.max(16, Math.ceil(bytes / 4) * 4);
 
-function createFilled(ctx: GpuContext, bytes: Uint8Array, label: string, tensor = label): GPUBuffer {
+function createFilled(ctx: GpuContext, alloc: BufferAllocator, bytes: Uint8Array, label: string, tensor = label): GPUBuffer {
   const size = bufferSize(bytes.byteLength);
   checkFits(ctx, size, { tensor });
-  const buffer = ctx.device.createBuffer({ label, size, usage: BUFFER_USAGE(), mappedAtCreation: true });
+  const buffer = alloc.create({ label, size, usage: BUFFER_USAGE(), mappedAtCreation: true });
   new Uint8Array(buffer.getMappedRange()).set(bytes);
   buffer.unmap();
   return buffer;
 }
 
-export function uploadF32Array(ctx: GpuContext, values: Float32Array, label: string): GPUBuffer {
-  return createFilled(ctx, new Uint8Array(values.buffer, values.byteOffset, values.byteLength), label);
+export function uploadF32Array(ctx: GpuContext, alloc: BufferAllocator, values: Float32Array, label: string): GPUBuffer {
+  return createFilled(ctx, alloc, new Uint8Array(values.buffer, values.byteOffset, values.byteLength), label);
 }
 
 /** Any tensor as f32 (norm weights, biases, positions). */
-export function uploadVector(ctx: GpuContext, t: HostTensor): GPUBuffer {
-  if (t.dtype === 'F32') return createFilled(ctx, t.bytes, t.name);
-  return uploadF32Array(ctx, decodeToF32(t), t.name);
+export function uploadVector(ctx: GpuContext, alloc: BufferAllocator, t: HostTensor): GPUBuffer {
+  if (t.dtype === 'F32') return createFilled(ctx, alloc, t.bytes, t.name);
+  return uploadF32Array(ctx, alloc, decodeToF32(t), t.name);
 }
 
 /**
@@ -70,26 +74,19 @@ export function planRowChunks(rows: number, rowBytes: number, limit: BindingLimi
 }
 
 /**
- * A weight matrix in its upload format (F16 stays f16, packed; F32 and BF16 become f32), split into row
- * chunks that fit `limit`. `track` receives every buffer as soon as it exists, so a failure part-way
- * leaves nothing unowned.
+ * A weight matrix as stored (F32 as f32, F16 and BF16 as packed pairs unpacked in the shader), split into
+ * row chunks that fit `limit`. Every buffer comes from `alloc`, so a failure part-way leaves nothing
+ * uncounted.
  */
-export function uploadMatrix(ctx: GpuContext, t: HostTensor, limit: BindingLimit, track: (b: GPUBuffer) => void): GpuMatrix {
+export function uploadMatrix(ctx: GpuContext, t: HostTensor, limit: BindingLimit, alloc: BufferAllocator): GpuMatrix {
   const [rows, cols] = t.shape.length === 2 ? t.shape : [1, t.shape[0]];
-  const format: WeightFormat = t.dtype === 'F16' ? 'f16' : 'f32';
-  const elementBytes = format === 'f16' ? 2 : 4;
-  const plan = planRowChunks(rows, cols * elementBytes, limit, t.name);
-  let bytes: Uint8Array;
-  if (t.dtype === 'F16' || t.dtype === 'F32') bytes = t.bytes;
-  else {
-    const values = decodeToF32(t);
-    bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-  }
-  const rowBytes = cols * elementBytes;
+  const format = MATRIX_FORMATS[t.dtype];
+  if (!format) throw new PruneLabError(`dtype ${t.dtype} cannot be used as a weight (supported: F32, F16, BF16)`, { file: t.file, tensor: t.name });
+  const rowBytes = cols * WEIGHT_ELEMENT_BYTES[format];
+  const plan = planRowChunks(rows, rowBytes, limit, t.name);
   const chunks = plan.map(({ firstRow, rows: count }) => {
     const label = plan.length === 1 ? t.name : `${t.name}[rows ${firstRow}..${firstRow + count - 1}]`;
-    const buffer = createFilled(ctx, bytes.subarray(firstRow * rowBytes, (firstRow + count) * rowBytes), label, t.name);
-    track(buffer);
+    const buffer = createFilled(ctx, alloc, t.bytes.subarray(firstRow * rowBytes, (firstRow + count) * rowBytes), label, t.name);
     return { buffer, firstRow, rows: count };
   });
   return { chunks, format, rows, cols };
@@ -123,58 +120,109 @@ export interface GpuBlock {
   mlpPostNorm: GpuNorm | null;
 }
 
-export interface GpuModel {
+/** The ends: what a model needs besides its blocks. */
+export interface GpuEnds {
   embed: GpuMatrix;
   positions: GPUBuffer | null;
-  blocks: GpuBlock[];
   finalNorm: GpuNorm;
   lmHead: GpuMatrix;
+}
+
+export interface GpuModel extends GpuEnds {
+  blocks: GpuBlock[];
   /** Every distinct matrix (a tied head is the embedding, a fused tensor's views are separate). */
   matrices: GpuMatrix[];
 }
 
 /**
- * Uploads a model's weights, each tensor once (a tied lm head shares the embedding's buffers). `track`
- * receives every buffer as soon as it exists, so a failure part-way leaves nothing unowned.
+ * Uploads tensors, each once (a tied lm head shares the embedding's buffers); every buffer comes from
+ * `alloc`, so a failure part-way leaves nothing uncounted. One uploader per set of buffers that live
+ * and die together (the resident model; one streamed block).
  */
-export function uploadModel(ctx: GpuContext, weights: ModelWeights, limit: BindingLimit, track: (b: GPUBuffer) => void): GpuModel {
-  const matrices = new Map<HostTensor, GpuMatrix>();
-  const vectors = new Map<HostTensor, GPUBuffer>();
-  const matrix = (t: HostTensor) => {
-    let m = matrices.get(t);
-    if (!m) matrices.set(t, (m = uploadMatrix(ctx, t, limit, track)));
+export class Uploader {
+  private readonly matrixOf = new Map<HostTensor, GpuMatrix>();
+  private readonly vectorOf = new Map<HostTensor, GPUBuffer>();
+  /** Every buffer made, a matrix's first chunks included when a later chunk failed. */
+  private readonly made: GPUBuffer[] = [];
+  private readonly alloc: BufferAllocator;
+  constructor(
+    private readonly ctx: GpuContext,
+    private readonly limit: BindingLimit,
+    alloc: BufferAllocator,
+  ) {
+    this.alloc = {
+      create: (descriptor) => {
+        const buffer = alloc.create(descriptor);
+        this.made.push(buffer);
+        return buffer;
+      },
+      destroy: (buffer) => alloc.destroy(buffer),
+    };
+  }
+
+  matrix(t: HostTensor): GpuMatrix {
+    let m = this.matrixOf.get(t);
+    if (!m) this.matrixOf.set(t, (m = uploadMatrix(this.ctx, t, this.limit, this.alloc)));
     return m;
-  };
-  const vector = (t: HostTensor) => {
-    let v = vectors.get(t);
-    if (!v) {
-      vectors.set(t, (v = uploadVector(ctx, t)));
-      track(v);
-    }
+  }
+
+  vector(t: HostTensor): GPUBuffer {
+    let v = this.vectorOf.get(t);
+    if (!v) this.vectorOf.set(t, (v = uploadVector(this.ctx, this.alloc, t)));
     return v;
-  };
-  const lin = (l: Linear): GpuLinear => ({ w: matrix(l.weight), b: l.bias ? vector(l.bias) : null });
-  const norm = (n: Norm | null): GpuNorm | null => (n ? { w: vector(n.weight), b: n.bias ? vector(n.bias) : null } : null);
-  const embed = matrix(weights.embed);
-  const positions = weights.positions ? vector(weights.positions) : null;
-  const blocks = weights.blocks.map(
-    (b): GpuBlock => ({
-      attnNorm: norm(b.attnNorm),
-      q: lin(b.q),
-      k: lin(b.k),
-      v: lin(b.v),
-      o: lin(b.o),
-      qNorm: b.qNorm ? vector(b.qNorm) : null,
-      kNorm: b.kNorm ? vector(b.kNorm) : null,
-      attnPostNorm: norm(b.attnPostNorm),
-      mlpNorm: norm(b.mlpNorm),
-      gate: b.gate ? lin(b.gate) : null,
-      up: lin(b.up),
-      down: lin(b.down),
-      mlpPostNorm: norm(b.mlpPostNorm),
-    }),
-  );
-  const finalNorm = norm(weights.finalNorm) as GpuNorm;
-  const lmHead = matrix(weights.lmHead);
-  return { embed, positions, blocks, finalNorm, lmHead, matrices: [...matrices.values()] };
+  }
+
+  linear(l: Linear): GpuLinear {
+    return { w: this.matrix(l.weight), b: l.bias ? this.vector(l.bias) : null };
+  }
+
+  norm(n: Norm | null): GpuNorm | null {
+    return n ? { w: this.vector(n.weight), b: n.bias ? this.vector(n.bias) : null } : null;
+  }
+
+  block(b: BlockWeights): GpuBlock {
+    return {
+      attnNorm: this.norm(b.attnNorm),
+      q: this.linear(b.q),
+      k: this.linear(b.k),
+      v: this.linear(b.v),
+      o: this.linear(b.o),
+      qNorm: b.qNorm ? this.vector(b.qNorm) : null,
+      kNorm: b.kNorm ? this.vector(b.kNorm) : null,
+      attnPostNorm: this.norm(b.attnPostNorm),
+      mlpNorm: this.norm(b.mlpNorm),
+      gate: b.gate ? this.linear(b.gate) : null,
+      up: this.linear(b.up),
+      down: this.linear(b.down),
+      mlpPostNorm: this.norm(b.mlpPostNorm),
+    };
+  }
+
+  /** Every buffer this uploader made. */
+  get buffers(): GPUBuffer[] {
+    return [...this.made];
+  }
+
+  /** Destroys every buffer this uploader made (an upload that failed part-way). */
+  release(): void {
+    for (const buffer of this.made) this.alloc.destroy(buffer);
+    this.made.length = 0;
+    this.matrixOf.clear();
+    this.vectorOf.clear();
+  }
+
+  get matrices(): GpuMatrix[] {
+    return [...this.matrixOf.values()];
+  }
+}
+
+/** Uploads a whole model (every block resident). */
+export function uploadModel(ctx: GpuContext, weights: ModelWeights, limit: BindingLimit, alloc: BufferAllocator): GpuModel {
+  const up = new Uploader(ctx, limit, alloc);
+  const embed = up.matrix(weights.embed);
+  const positions = weights.positions ? up.vector(weights.positions) : null;
+  const blocks = weights.blocks.map((b) => up.block(b));
+  const finalNorm = up.norm(weights.finalNorm) as GpuNorm;
+  const lmHead = up.matrix(weights.lmHead);
+  return { embed, positions, blocks, finalNorm, lmHead, matrices: up.matrices };
 }

@@ -65,14 +65,22 @@ fn erfAS(x: f32) -> f32 {
   return select(-y, y, x >= 0.0);
 }`;
 
-/** How a big matrix is stored on the GPU: f32, or two f16 per u32 word unpacked in the shader. */
-export type WeightFormat = 'f32' | 'f16';
+/** How a big matrix is stored on the GPU: f32, or two f16 / two bf16 per u32 word unpacked in the shader (as stored, half the memory of f32). */
+export type WeightFormat = 'f32' | 'f16' | 'bf16';
+
+/** Bytes per weight element on the GPU. */
+export const WEIGHT_ELEMENT_BYTES: Record<WeightFormat, number> = { f32: 4, f16: 2, bf16: 2 };
 
 /** A storage binding for weights plus `<name>At(i) -> f32`, the one place the format matters. */
 export function weightBinding(binding: number, name: string, format: WeightFormat): string {
   if (format === 'f32') {
     return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<f32>;
 fn ${name}At(i: u32) -> f32 { return ${name}[i]; }`;
+  }
+  if (format === 'bf16') {
+    // bf16 is the top half of an f32: shift the element into place (exact).
+    return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<u32>;
+fn ${name}At(i: u32) -> f32 { let word = ${name}[i >> 1u]; return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u)); }`;
   }
   return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<u32>;
 fn ${name}At(i: u32) -> f32 { return unpack2x16float(${name}[i >> 1u])[i & 1u]; }`;

@@ -14,7 +14,7 @@
  */
 import type { Binding, Recorder } from '../recorder.ts';
 import type { GpuMatrix } from '../tensors.ts';
-import { grid, LINEAR_ID, MATH_WGSL, reductions, subgroupHeader, uniforms, type WeightFormat, weightBinding } from './common.ts';
+import { grid, LINEAR_ID, MATH_WGSL, reductions, subgroupHeader, uniforms, WEIGHT_ELEMENT_BYTES, type WeightFormat, weightBinding } from './common.ts';
 import { MAX_HEAD_DIM } from './attention.ts';
 
 /** GEMV shape, as matmul.ts: 8 lanes split the inner dimension of each of 8 outputs per workgroup. */
@@ -66,8 +66,8 @@ function normGemvCode(v: NormGemvVariant): string {
   var g = 0.0;
   var u = 0.0;
   if (o < p.n0) { g = dot0(o, lid.x, scale); u = dot1(o, lid.x, scale); }
-  let gs = laneSum(g, lid);
-  let us = laneSum(u, lid);
+  let gs = LANE_SUM(g);
+  let us = LANE_SUM(u);
   if (lid.x == 0u && o < p.n0) { y[o] = ${v.gated}(gs${bias(0, 'o')}) * (us${bias(1, 'o')}); }`;
   } else {
     const pick = [`if (o < p.n0) { acc = dot0(o, lid.x, scale); }`];
@@ -80,9 +80,10 @@ function normGemvCode(v: NormGemvVariant): string {
   let o = (${LINEAR_ID}) * ${OUTS}u + lid.y;
   var acc = 0.0;
   ${pick.join(' ')}
-  let s = laneSum(acc, lid);
+  let s = LANE_SUM(acc);
   if (lid.x == 0u) { ${store.join(' ')} }`;
   }
+  body = body.replace(/LANE_SUM\((\w+)\)/g, v.subgroups ? 'laneSum($1, lid, sgSize)' : 'laneSumTree($1, lid)');
   return `${v.subgroups ? subgroupHeader() : ''}
 ${GEMV_PARAMS.wgsl}
 ${decl.join('\n')}
@@ -90,8 +91,29 @@ ${v.gated ? ACT_WGSL : ''}
 const LANES = ${LANES}u;
 ${reductions(NORM_WG, v.subgroups)}
 var<workgroup> part: array<f32, ${NORM_WG}>;
+${
+  v.subgroups
+    ? `/**
+ * Σ of acc over the LANES lanes of one output: a butterfly of subgroupShuffleXor within the subgroup (lanes of
+ * one output are consecutive and aligned), then, when a subgroup is narrower than LANES, its partials in
+ * workgroup memory. Call from uniform control flow.
+ */
+fn laneSum(acc: f32, lid: vec3<u32>, sgSize: u32) -> f32 {
+  var v = acc;
+  let span = min(sgSize, LANES);
+  for (var o = 1u; o < span; o = o << 1u) { v = v + subgroupShuffleXor(v, o); }
+  let slot = lid.y * LANES + lid.x;
+  part[slot] = v;
+  workgroupBarrier();
+  var r = 0.0;
+  for (var j = 0u; j < LANES; j = j + span) { r = r + part[lid.y * LANES + j]; }
+  workgroupBarrier();
+  return r;
+}`
+    : ''
+}
 /** Σ of acc over the LANES lanes of one output (tree, as matmul.ts GEMV); call from uniform control flow. */
-fn laneSum(acc: f32, lid: vec3<u32>) -> f32 {
+fn laneSumTree(acc: f32, lid: vec3<u32>) -> f32 {
   let slot = lid.y * LANES + lid.x;
   part[slot] = acc;
   workgroupBarrier();
@@ -148,7 +170,8 @@ export function normGemv(rec: Recorder, a: NormGemvArgs): void {
   const n = a.weights.map((w) => w.rows);
   const params = GEMV_PARAMS.pack({ n0: n[0], n1: n[1] ?? 0, n2: n[2] ?? 0, k: a.weights[0].cols, eps: a.eps, offset: a.offset });
   const outputs = a.gated ? n[0] : n.reduce((s, x) => s + x, 0);
-  rec.dispatch(normGemvPipeline(rec, v), params, buffers, grid(Math.ceil(outputs / OUTS)));
+  const weightBytes = a.weights.reduce((sum, w) => sum + w.rows * w.cols * WEIGHT_ELEMENT_BYTES[w.format], 0);
+  rec.dispatch(normGemvPipeline(rec, v), params, buffers, grid(Math.ceil(outputs / OUTS)), weightBytes);
 }
 
 // ---------------------------------------------------------------- attention for one new token

@@ -9,7 +9,7 @@
  */
 import type { Binding, Recorder } from '../recorder.ts';
 import type { GpuMatrix } from '../tensors.ts';
-import { grid, LINEAR_ID, uniforms, type WeightFormat, weightBinding } from './common.ts';
+import { grid, LINEAR_ID, uniforms, WEIGHT_ELEMENT_BYTES, type WeightFormat, weightBinding } from './common.ts';
 
 /** GEMM tile: BM rows × BN outputs per workgroup, each of the 8×16 threads holding a 4×4 block. */
 const BM = 32;
@@ -147,10 +147,11 @@ export function matmul(rec: Recorder, a: MatmulArgs): void {
   const buffers: Binding[] = [a.x, a.w, a.y];
   if (a.bias) buffers.push(a.bias);
   const params = PARAMS.pack({ rows: a.rows, n: a.n, k: a.k, outRowOffset: a.outRowOffset ?? 0, ldy: a.ldy ?? a.n, colOffset: a.colOffset ?? 0, alpha: a.alpha ?? 1 });
+  const weightBytes = a.n * a.k * WEIGHT_ELEMENT_BYTES[a.format];
   if (a.rows === 1) {
-    rec.dispatch(matmulPipeline(rec, 'gemv', variant), params, buffers, grid(Math.ceil(a.n / GEMV_OUTS)));
+    rec.dispatch(matmulPipeline(rec, 'gemv', variant), params, buffers, grid(Math.ceil(a.n / GEMV_OUTS)), weightBytes);
   } else {
-    rec.dispatch(matmulPipeline(rec, 'gemm', variant), params, buffers, [Math.ceil(a.n / BN), Math.ceil(a.rows / BM)]);
+    rec.dispatch(matmulPipeline(rec, 'gemm', variant), params, buffers, [Math.ceil(a.n / BN), Math.ceil(a.rows / BM)], weightBytes);
   }
 }
 
