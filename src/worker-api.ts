@@ -75,7 +75,28 @@ export interface ModelInfo {
     threadNote: string | null;
     weightBytes: number;
   };
+  /** Resident (every block on the backend) or block-streamed, and why (src/engine/memory.ts). */
+  memory: ModelMemory;
   loadMs: number;
+}
+
+export interface ModelMemory {
+  mode: 'resident' | 'streamed';
+  /** The rule's sentence: "the model needs about 2400 MiB resident, more than the 1024 MiB budget". */
+  reason: string;
+  /** The GPU budget the load was given (WebGPU); null = none. */
+  gpuBudgetBytes: number | null;
+  /** Checkpoint tensor bytes as stored; the largest block's. */
+  weightBytes: number;
+  largestBlockBytes: number;
+}
+
+/** Where a block-streamed pass is (Model.onBlock): for "block 17 / 32 · 1.2 GB read · 40 s left". */
+export interface BlockPassProgress {
+  done: number;
+  total: number;
+  bytesRead: number;
+  elapsedMs: number;
 }
 
 export interface TextStats {
@@ -95,6 +116,8 @@ export interface ScoreProgress {
   tokensTotal: number;
   /** Running scores over the sequences done so far, for the active blocks, by depth. */
   scores: BlockScore[];
+  /** Block-streamed scoring: every sequence advances block by block (scores arrive at the end). */
+  blocks?: BlockPassProgress;
 }
 
 export interface ScoreResult {
@@ -147,8 +170,13 @@ export interface NextToken {
 /** The worker's API (what Comlink.wrap gives the page, minus the Remote<> promise wrapping). */
 /** The strategies calls (sweep, similarity, logit lens, MC, speed) are declared in worker-api-strategies.ts. */
 export interface EngineApi extends StrategiesApi, HealApi {
-  /** Loads a model; the current one stays until the new one has loaded. Cancel with cancel(jobId). */
-  loadModel(jobId: string, source: ModelSourceSpec, backend: BackendChoice, onProgress?: (p: LoadProgress) => void): Promise<Outcome<ModelInfo>>;
+  /**
+   * Loads a model; the current one stays until the new one has loaded. Cancel with cancel(jobId).
+   * `gpuBudgetBytes`: WebGPU memory the engine may use; a model that does not fit streams its blocks.
+   */
+  loadModel(jobId: string, source: ModelSourceSpec, backend: BackendChoice, onProgress?: (p: LoadProgress) => void, gpuBudgetBytes?: number | null): Promise<Outcome<ModelInfo>>;
+  /** The lab's default GPU budget from this browser's WebGPU adapter (memory.ts defaultGpuBudget), and why. */
+  defaultGpuBudget(): Promise<{ bytes: number; why: string }>;
   /** Token count of a text with the current model's tokenizer (as a document: special tokens included). */
   textStats(text: TextSourceSpec): Promise<Outcome<TextStats>>;
   /** Block statistics over consecutive windows of the text; onBatch after every sequence with running scores. */

@@ -16,7 +16,8 @@ import { browserThreadLimit } from '../src/engine/cpu/threads.ts';
 import { describeError, PruneLabError } from '../src/engine/errors.ts';
 import { assertFiniteScores, assertFiniteWeights } from '../src/engine/finite.ts';
 import { checkPrompt } from '../src/engine/limits.ts';
-import { accumulateStats, createBackend, Model } from '../src/engine/model.ts';
+import { chooseMemoryMode, defaultGpuBudget, type MemoryMode } from '../src/engine/memory.ts';
+import { accumulateStats, type BackendKind, createBackend, Model } from '../src/engine/model.ts';
 import { makePlan } from '../src/engine/plan.ts';
 import { topTokens } from '../src/engine/sampling.ts';
 import { hubModelSource } from '../src/engine/hub.ts';
@@ -84,6 +85,15 @@ function jobView(model: Model, onForward?: (ms: number) => void): Model {
       }
     },
     createCache: (capacity, plan) => inner.createCache(capacity, plan),
+    // Block streaming (a model larger than the budget): each block step yields too, so cancel is seen per block.
+    streaming: inner.streaming && {
+      ...inner.streaming,
+      runBlock: async (stream, index, plan) => {
+        await nextTask();
+        return (inner.streaming as NonNullable<Backend['streaming']>).runBlock(stream, index, plan);
+      },
+    },
+    memory: inner.memory,
     dispose: () => {},
   };
   return Object.create(model, { backend: { value: backend } }) as Model;
@@ -165,27 +175,44 @@ interface OpenedBackend {
   fallbackReason: string | null;
 }
 
-/** `auto` follows the CLI's rule (backend-choice.ts): WebGPU on a hardware adapter, else the fast CPU backend. */
-async function openBackend(checkpoint: Checkpoint, choice: BackendChoice): Promise<OpenedBackend> {
-  if (choice === 'cpu') return { backend: await createBackend('cpu', checkpoint), reason: 'chosen in the settings', fallbackReason: null };
+/**
+ * `auto` follows the CLI's rule (backend-choice.ts): WebGPU on a hardware adapter, else the fast CPU backend.
+ * `prepare(kind)` runs before each backend is made (it reads the blocks of a model that will run resident).
+ */
+async function openBackend(checkpoint: Checkpoint, choice: BackendChoice, prepare: (kind: BackendKind) => Promise<void> = async () => {}): Promise<OpenedBackend> {
+  const open = async (kind: BackendKind) => {
+    await prepare(kind);
+    return createBackend(kind, checkpoint);
+  };
+  if (choice === 'cpu') return { backend: await open('cpu'), reason: 'chosen in the settings', fallbackReason: null };
   if (choice === 'webgpu') {
     if (!('gpu' in navigator) || !navigator.gpu)
       throw new PruneLabError('the WebGPU backend could not start: this browser exposes no WebGPU (navigator.gpu is missing)', { field: 'backend' });
     try {
-      return { backend: await createBackend('webgpu', checkpoint), reason: 'chosen in the settings', fallbackReason: null };
+      return { backend: await open('webgpu'), reason: 'chosen in the settings', fallbackReason: null };
     } catch (e) {
       throw new PruneLabError(`the WebGPU backend could not start: ${describeError(e)}`, { field: 'backend' });
     }
   }
   const gpu = 'gpu' in navigator ? navigator.gpu : null;
   const decision = await chooseDefaultBackend(gpu, 'this browser exposes no WebGPU (navigator.gpu is missing)');
-  if (decision.kind === 'cpu') return { backend: await createBackend('cpu', checkpoint), reason: `auto: ${decision.reason}`, fallbackReason: null };
+  if (decision.kind === 'cpu') return { backend: await open('cpu'), reason: `auto: ${decision.reason}`, fallbackReason: null };
   try {
-    return { backend: await createBackend('webgpu', checkpoint), reason: `auto: ${decision.reason}`, fallbackReason: null };
+    return { backend: await open('webgpu'), reason: `auto: ${decision.reason}`, fallbackReason: null };
   } catch (e) {
+    if ((e as Error)?.name === 'AbortError') throw e;
     const why = describeError(e);
-    return { backend: await createBackend('cpu', checkpoint), reason: `auto: WebGPU failed to start (${why})`, fallbackReason: why };
+    return { backend: await open('cpu'), reason: `auto: WebGPU failed to start (${why})`, fallbackReason: why };
   }
+}
+
+/** Per-block parameter counts from the config when the blocks are not in memory (block-streamed): the spec's shapes. */
+function blockParametersOf(checkpoint: Checkpoint): ModelInfo['blockParameters'] {
+  if (checkpoint.weights.blocks.length > 0) return blockParameters(checkpoint.weights.blocks);
+  const { hidden, intermediate, heads, kvHeads, headDim, gatedMlp, layers } = checkpoint.spec;
+  const attention = hidden * heads * headDim * 2 + hidden * kvHeads * headDim * 2 + hidden;
+  const mlp = (gatedMlp ? 3 : 2) * hidden * intermediate + hidden;
+  return Array.from({ length: layers }, (_, index) => ({ index, attention, mlp, total: attention + mlp }));
 }
 
 async function textOf(spec: TextSourceSpec, signal?: AbortSignal): Promise<string> {
@@ -214,7 +241,7 @@ async function idsOf(model: Model, spec: TextSourceSpec, signal?: AbortSignal): 
   return ids;
 }
 
-function describeModel(model: Model, name: string, opened: Omit<OpenedBackend, 'backend'>, loadMs: number): ModelInfo {
+function describeModel(model: Model, name: string, opened: Omit<OpenedBackend, 'backend'>, loadMs: number, memoryReason: string): ModelInfo {
   const { spec, checkpoint, backend } = model;
   return {
     name,
@@ -227,7 +254,7 @@ function describeModel(model: Model, name: string, opened: Omit<OpenedBackend, '
     learnedPositions: spec.learnedPositions,
     parameters: checkpoint.parameters,
     dtypes: checkpoint.dtypes,
-    blockParameters: blockParameters(checkpoint.weights.blocks),
+    blockParameters: blockParametersOf(checkpoint),
     hasTokenizer: model.tokenizer !== null,
     healUnsupported: healUnavailableReason(spec),
     backend: {
@@ -238,12 +265,30 @@ function describeModel(model: Model, name: string, opened: Omit<OpenedBackend, '
       threadNote: backend.info.kind === 'cpu' ? browserThreadLimit() : null,
       weightBytes: backend.info.weightBytes,
     },
+    memory: {
+      mode: model.mode,
+      reason: memoryReason,
+      gpuBudgetBytes: model.gpuBudgetBytes,
+      weightBytes: model.memoryReport().weightBytes,
+      largestBlockBytes: Math.max(0, ...checkpoint.blockBytes),
+    },
     loadMs,
   };
 }
 
 const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
-  loadModel(jobId, spec, backendChoice, onProgress) {
+  async defaultGpuBudget() {
+    let maxBufferSize: number | null = null;
+    try {
+      const adapter = 'gpu' in navigator ? await navigator.gpu?.requestAdapter() : null;
+      maxBufferSize = adapter?.limits.maxBufferSize ?? null;
+    } catch {
+      // no adapter: the stated fallback
+    }
+    return defaultGpuBudget(maxBufferSize);
+  },
+
+  loadModel(jobId, spec, backendChoice, onProgress, gpuBudgetBytes = null) {
     return job(jobId, onProgress, async (signal) => {
       const start = performance.now();
       const { source, name } = resolveSource(spec);
@@ -256,11 +301,25 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
         const expected = spec.kind === 'hub' && spec.expectedBytes ? spec.expectedBytes : null;
         notify(onProgress, expected && p.phase === 'download' ? { ...p, totalBytes: Math.max(expected, p.loadedBytes) } : p);
       };
-      const checkpoint = await loadCheckpoint(source, { signal, progress: (loadedBytes, totalBytes, file) => report({ phase: 'download', loadedBytes, totalBytes, file }) });
+      // Headers and the ends first; the blocks are read now only when the model runs resident (memory.ts).
+      let allBytes: number | null = null;
+      const checkpoint = await loadCheckpoint(source, {
+        signal,
+        blocks: 'on-demand',
+        progress: (loadedBytes, totalBytes, file) => report({ phase: 'download', loadedBytes, totalBytes: allBytes ?? totalBytes, file }),
+      });
+      let memory: { mode: MemoryMode; reason: string } = { mode: 'resident', reason: '' };
+      const prepare = async (kind: BackendKind) => {
+        if (checkpoint.resident) return;
+        memory = await chooseMemoryMode(checkpoint, kind, { gpuMemoryBytes: gpuBudgetBytes });
+        if (memory.mode === 'streamed') return;
+        allBytes = checkpoint.endsBytes + checkpoint.blockBytes.reduce((a, b) => a + b, 0);
+        await checkpoint.makeResident(signal);
+        assertFiniteWeights(checkpoint.weights);
+        notify(onProgress, { phase: 'backend', loadedBytes: allBytes, totalBytes: allBytes, file: '' });
+      };
       assertFiniteWeights(checkpoint.weights);
-      const weightBytes = checkpoint.files.reduce((a, f) => a + [...f.tensors.values()].reduce((b, t) => b + t.bytes.byteLength, 0), 0);
-      notify(onProgress, { phase: 'backend', loadedBytes: weightBytes, totalBytes: weightBytes, file: '' });
-      const { backend, ...opened } = await openBackend(checkpoint, backendChoice);
+      const { backend, ...opened } = await openBackend(checkpoint, backendChoice, prepare);
       if (signal.aborted) {
         backend.dispose();
         throw new DOMException('cancelled', 'AbortError');
@@ -270,8 +329,9 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
       current?.model.dispose();
       dropHealed();
       tokenized.clear();
-      const model = new Model(checkpoint, backend);
-      const info = describeModel(model, name, opened, performance.now() - start);
+      const model = new Model(checkpoint, backend, checkpoint.resident ? 'resident' : 'streamed');
+      model.gpuBudgetBytes = backend.info.kind === 'webgpu' ? gpuBudgetBytes : null;
+      const info = describeModel(model, name, opened, performance.now() - start, memory.reason);
       current = { model, info };
       return info;
     });
@@ -294,6 +354,22 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
       const view = jobView(model);
       const totals = new Map<number, BlockStatSums>();
       const tokensTotal = sequences.reduce((a, s) => a + s.length, 0);
+      if (model.mode === 'streamed') {
+        // Block-major: one pass over every sequence, each block read once; progress per block, scores at the end.
+        view.onBlock = (done, total, p) =>
+          notify(onBatch, {
+            sequencesDone: 0,
+            sequencesTotal: sequences.length,
+            tokensDone: 0,
+            tokensTotal,
+            scores: [],
+            blocks: { done, total, bytesRead: p.bytesRead, elapsedMs: p.elapsedMs },
+          });
+        const { total, perSequence } = await view.scoreSequences(sequences, plan, { signal });
+        const scores = blockScores(total);
+        assertFiniteScores(scores);
+        return { scores, tokens: tokensTotal, sequences: sequences.length, perSequence, bootstrap: bootstrapScores(perSequence), ms: performance.now() - start };
+      }
       let tokensDone = 0;
       let scores: ScoreProgress['scores'] = [];
       // Each sequence's own sums too: the page bootstraps its error bars from them (analysis/uncertainty.ts).

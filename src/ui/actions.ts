@@ -75,10 +75,25 @@ function sourceLabel(source: ModelSourceSpec): string {
  * Loads a model. `keepExperiment`, when given, keeps the scores and cuts (e.g. a share link's, shown
  * while the model downloads) instead of clearing them, and is called to check them against the model.
  */
+/** The GPU budget for the next load: the person's setting, else this browser's default (asked of the worker once). */
+export async function gpuBudgetBytes(): Promise<number> {
+  if (lab.gpuBudget.bytes === null) {
+    const fallback = await engine.defaultGpuBudget();
+    if (lab.gpuBudget.bytes === null) lab.gpuBudget = fallback;
+  }
+  return lab.gpuBudget.bytes as number;
+}
+
+/** A budget set in the Model panel (MiB); it applies from the next load. */
+export function setGpuBudget(mib: number): void {
+  if (Number.isFinite(mib) && mib >= 1) lab.gpuBudget = { bytes: Math.round(mib) * 2 ** 20, why: 'set in the Model panel' };
+}
+
 export async function loadModel(source: ModelSourceSpec, keepExperiment?: (info: ModelInfo) => void): Promise<void> {
   const isCurrent = ticket('load');
   const label = sourceLabel(source);
   lab.loading = { label, progress: null };
+  const budget = await gpuBudgetBytes();
   const outcome = await engine.loadModel(
     'load',
     source,
@@ -86,6 +101,7 @@ export async function loadModel(source: ModelSourceSpec, keepExperiment?: (info:
     proxy((progress: LoadProgress) => {
       if (isCurrent()) lab.loading = { label, progress };
     }),
+    budget,
   );
   if (!isCurrent()) return;
   lab.loading = null;
@@ -165,6 +181,8 @@ export async function score(): Promise<void> {
     proxy((progress: ScoreProgress) => {
       if (!isCurrent()) return;
       lab.scoring = progress;
+      // A block-streamed pass has no running scores (every sequence finishes with the last block).
+      if (progress.blocks) return;
       lab.scores = progress.scores;
       lab.scoreSummary = { tokens: progress.tokensDone, sequences: progress.sequencesDone, ms: 0, complete: false };
     }),

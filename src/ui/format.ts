@@ -10,6 +10,12 @@ export function formatCount(n: number): string {
     .replace(/G$/, 'B');
 }
 
+/** A block-streamed pass: "block 17 / 32 · 1.2 GB read · 40 s left" (the time from the pace so far). */
+export function blockPassText(p: { done: number; total: number; bytesRead: number; elapsedMs: number }): string {
+  const left = p.done > 0 && p.done < p.total ? ` · ${Math.ceil(((p.elapsedMs / p.done) * (p.total - p.done)) / 1000)} s left` : '';
+  return `block ${p.done} / ${p.total} · ${formatBytes(p.bytesRead)} read${left}`;
+}
+
 export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   const units = ['KB', 'MB', 'GB'];

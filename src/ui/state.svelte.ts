@@ -83,6 +83,12 @@ export const BUILTIN_EVALUATION: TextSourceSpec = { kind: 'builtin', name: 'moby
 export const emptyOutput = (): OutputState => ({ text: '', count: 0, tokensPerSecond: null, busy: false, error: null, next: [], removalKey: '', note: null });
 export const emptyPerplexity = (): PerplexityState => ({ result: null, busy: false, error: null, removalKey: '' });
 
+/** `?gpu-memory=<MiB>` sets the GPU budget as `--gpu-memory` does on the CLI (the browser checks use it). */
+function gpuBudgetFromUrl(): number | null {
+  const mib = Number(new URLSearchParams(globalThis.location?.search ?? '').get('gpu-memory'));
+  return Number.isInteger(mib) && mib > 0 ? mib * 2 ** 20 : null;
+}
+
 function backendFromUrl(): BackendChoice {
   const wanted = new URLSearchParams(globalThis.location?.search ?? '').get('backend');
   return wanted === 'cpu' || wanted === 'webgpu' ? wanted : 'auto';
@@ -93,6 +99,11 @@ class LabState {
   /** Where the loaded model came from (the share link names built-in and hub models). */
   modelSource = $state.raw<ModelSourceSpec | null>(null);
   backendChoice = $state<BackendChoice>(backendFromUrl());
+  /**
+   * WebGPU memory the engine may use (bytes): a model that does not fit runs block-streamed. null until the
+   * adapter's default is known (memory.ts defaultGpuBudget); `why` says where the number comes from.
+   */
+  gpuBudget = $state.raw<{ bytes: number | null; why: string }>({ bytes: gpuBudgetFromUrl(), why: gpuBudgetFromUrl() ? 'set in the page address (?gpu-memory=)' : '' });
   loading = $state.raw<{ label: string; progress: LoadProgress | null } | null>(null);
 
   calibration = $state.raw<TextSourceSpec>(BUILTIN_CALIBRATION);

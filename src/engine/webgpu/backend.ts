@@ -476,6 +476,9 @@ export class WebGpuBackend implements Backend {
     this.recordBlock(rec, stream.x, rows, index, !plan.skipAttention.includes(index), !plan.skipMlp.includes(index), 0, null);
     if (!xIn) {
       await this.submit(rec, `block ${index}`);
+      // Nothing to read back, but the block must finish before the pass moves on: a released block's
+      // memory is only freed once the work using it is done, so running ahead would hold many blocks.
+      await this.ctx.device.queue.onSubmittedWorkDone();
       return null;
     }
     const results = this.buffer('results', 3 * F32);

@@ -1,0 +1,219 @@
+// Block-streamed scoring in the lab (issue 12): with a GPU budget smaller than the checkpoint (?gpu-memory=4 MiB
+// against sotu-llama's 5.4 MB of weights) the lab loads only the headers and the ends, shows "streamed" and the
+// budget in the status bar, scores block by block with per-block progress ("block 7 / 12 · … read · … s left"),
+// cancels, and its chart equals `prunelab score --backend webgpu --gpu-memory 4 --json` — from a picked folder
+// (File.slice) and from a stand-in hub that answers HTTP Range requests (only the ranges asked for are served).
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { assertBackend, waitForModel } from './lab-page.mjs';
+
+export const backends = ['webgpu'];
+
+const MODEL = 'public/models/sotu-llama';
+const CALIBRATION = 'public/calibration/moby-dick.txt';
+const SCORE = { seqLen: 64, maxSequences: 4 };
+const BUDGET_MIB = 4;
+const BLOCKS = 12;
+/** Page vs CLI on WebGPU (Chromium's Dawn vs the webgpu package's, both SwiftShader): as lab.checks.mjs. */
+const TOLERANCE = 1e-5;
+const REPO = 'prunelab-test/sotu-llama-streamed';
+
+const files = () => readdirSync(MODEL).filter((f) => f.endsWith('.json') || f.endsWith('.safetensors'));
+
+export async function prepare({ run }) {
+  const args = ['cli/bin.mjs', 'score', '--model', MODEL, '--text', CALIBRATION, '--seq-len', String(SCORE.seqLen), '--max-sequences', String(SCORE.maxSequences)];
+  const r = await run(process.execPath, [...args, '--backend', 'webgpu', '--gpu-memory', String(BUDGET_MIB), '--json']);
+  if (r.code !== 0) throw new Error(`prunelab score failed: ${r.stderr}`);
+  const score = JSON.parse(r.stdout);
+  if (score.memory?.mode !== 'streamed') throw new Error(`the CLI ran ${score.memory?.mode}, not streamed, under --gpu-memory ${BUDGET_MIB}`);
+  return { score };
+}
+
+export async function setup({ browser, baseUrl }) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  // The stand-in hub: the tree API and resolve URLs, answering Range requests with 206 as huggingface.co does.
+  const served = { bytes: 0, wholeFiles: [], ranges: 0 };
+  await context.route('https://huggingface.co/**', async (route) => {
+    const url = new URL(route.request().url());
+    const headers = { 'access-control-allow-origin': '*', 'access-control-expose-headers': 'content-range, content-length' };
+    if (url.pathname === `/api/models/${REPO}/tree/main`) {
+      return route.fulfill({
+        headers,
+        json: files().map((path) => {
+          const size = statSync(join(MODEL, path)).size;
+          return { type: 'file', path, size, ...(path.endsWith('.safetensors') ? { lfs: { size } } : {}) };
+        }),
+      });
+    }
+    const prefix = `/${REPO}/resolve/main/`;
+    const file = url.pathname.startsWith(prefix) ? url.pathname.slice(prefix.length) : null;
+    if (!file || !files().includes(file)) return route.fulfill({ status: 404, body: 'Entry not found', headers });
+    const body = readFileSync(join(MODEL, file));
+    const range = /^bytes=(\d+)-(\d+)$/.exec(route.request().headers().range ?? '');
+    if (!range) {
+      served.wholeFiles.push(file);
+      served.bytes += body.length;
+      return route.fulfill({ body, headers: { ...headers, 'content-type': 'application/octet-stream' } });
+    }
+    const [begin, end] = [Number(range[1]), Math.min(Number(range[2]), body.length - 1)];
+    served.ranges++;
+    served.bytes += end - begin + 1;
+    return route.fulfill({
+      status: 206,
+      body: body.subarray(begin, end + 1),
+      headers: { ...headers, 'content-type': 'application/octet-stream', 'content-range': `bytes ${begin}-${end}/${body.length}` },
+    });
+  });
+  await page.goto(`${baseUrl}?backend=webgpu&gpu-memory=${BUDGET_MIB}`);
+  return { context, page, pageErrors, served };
+}
+
+export async function teardown({ context }) {
+  await context?.close();
+}
+
+async function setNumber(page, testId, value) {
+  const input = page.getByTestId(testId);
+  await input.fill(String(value));
+  await input.press('Tab');
+}
+
+/** Records every text the status bar's block progress shows (a MutationObserver), from now on. */
+async function recordProgress(page) {
+  await page.evaluate(() => {
+    window.__blockProgress = [];
+    const seen = () => {
+      const text = document.querySelector('[data-testid=block-progress]')?.textContent?.trim();
+      if (text && window.__blockProgress.at(-1) !== text) window.__blockProgress.push(text);
+    };
+    window.__progressObserver?.disconnect();
+    window.__progressObserver = new MutationObserver(seen);
+    window.__progressObserver.observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+/** Scores with the check's windows, then reads the bars; asserts per-block progress on the way. */
+async function scoreStreamed(page, screenshotDir, shot) {
+  await setNumber(page, 'cal-sequences', SCORE.maxSequences);
+  await setNumber(page, 'cal-seqlen', SCORE.seqLen);
+  await recordProgress(page);
+  await page.getByTestId('score-button').click();
+  const progress = page.getByTestId('block-progress');
+  await progress.waitFor({ timeout: 60_000 });
+  await page.waitForFunction(() => /block [3-9] \//.test(document.querySelector('[data-testid=block-progress]')?.textContent ?? ''), null, { timeout: 120_000 });
+  await page.screenshot({ path: join(screenshotDir, `${shot}-progress.png`) });
+  await page.waitForSelector('[data-testid=score-controls][data-state=done]', { timeout: 200_000 });
+  const seen = await page.evaluate(() => window.__blockProgress);
+  for (const text of seen) assert.match(text, new RegExp(`^block \\d+ / ${BLOCKS} · [\\d.]+ (KB|MB) read( · \\d+ s left)?$`), `progress text "${text}"`);
+  const steps = new Set(seen.map((t) => Number(/^block (\d+)/.exec(t)[1])));
+  assert.ok(steps.size >= 4, `per-block progress: saw ${[...steps].join(', ')}`);
+  assert.ok([...steps].every((k) => k >= 1 && k <= BLOCKS));
+  await page.screenshot({ path: join(screenshotDir, `${shot}-done.png`) });
+  return page.$$eval('[data-testid=bar]', (els) =>
+    els.map((e) => ({ index: Number(e.dataset.index), bi: Number(e.dataset.bi), angular: Number(e.dataset.angular), relMagnitude: Number(e.dataset.relMagnitude) })),
+  );
+}
+
+function assertEqualsCli(bars, cli) {
+  assert.equal(bars.length, cli.blocks.length, 'one bar per block');
+  let worst = 0;
+  for (const expected of cli.blocks) {
+    const bar = bars.find((b) => b.index === expected.index);
+    for (const metric of ['bi', 'angular', 'relMagnitude']) {
+      const diff = Math.abs(bar[metric] - expected[metric]);
+      worst = Math.max(worst, diff);
+      assert.ok(diff <= TOLERANCE, `block ${expected.index} ${metric}: page ${bar[metric]} vs CLI ${expected[metric]}`);
+    }
+  }
+  return worst;
+}
+
+async function assertStreamed(page) {
+  const mode = page.getByTestId('memory-mode');
+  assert.equal(await mode.getAttribute('data-mode'), 'streamed', `status bar: ${await mode.textContent()}`);
+  assert.match(await mode.textContent(), new RegExp(`streamed · budget ${BUDGET_MIB}\\.0 MB`));
+  assert.match(await page.getByTestId('loaded-memory').textContent(), /^Streamed: the model needs about \d+ MiB resident, more than the 4 MiB budget/);
+}
+
+export const checks = [
+  {
+    name: 'the budget from the address is the Model panel’s, with the reason WebGPU gives no memory size',
+    timeout: 120_000,
+    async run({ page }) {
+      await waitForModel(page);
+      assert.equal(await page.getByTestId('gpu-budget').inputValue(), String(BUDGET_MIB));
+      // The embedded model is larger than 4 MiB too: it already streams.
+      await assertStreamed(page);
+      console.log(`#   ${await assertBackend(page, 'webgpu')}; ${await page.getByTestId('memory-mode').textContent()}`);
+    },
+  },
+  {
+    name: 'a picked model folder larger than the budget: streamed, per-block progress in the status bar, the chart equals `prunelab score --gpu-memory 4 --json`',
+    timeout: 300_000,
+    async run({ page, prepared, screenshotDir }) {
+      if (prepared?.error) throw prepared.error;
+      await page.getByTestId('files-input').setInputFiles(files().map((f) => join(MODEL, f)));
+      await waitForModel(page, 'local files');
+      await assertStreamed(page);
+      const bars = await scoreStreamed(page, screenshotDir, 'streaming-folder');
+      const worst = assertEqualsCli(bars, prepared.score);
+      console.log(`#   folder: ${bars.length} bars, max |page − CLI| = ${worst.toExponential(2)}`);
+    },
+  },
+  {
+    name: 'cancel stops a streamed scoring between blocks and keeps the last complete scores',
+    timeout: 200_000,
+    async run({ page }) {
+      const before = await page.$$eval('[data-testid=bar]', (els) => els.map((e) => e.dataset.bi));
+      await page.getByTestId('score-button').click();
+      await page.waitForFunction(() => /block [1-9] \//.test(document.querySelector('[data-testid=block-progress]')?.textContent ?? ''), null, { timeout: 120_000 });
+      await page.getByTestId('score-cancel').click();
+      await page.waitForFunction(() => document.querySelector('[data-testid=score-controls]')?.getAttribute('data-state') !== 'running', null, { timeout: 30_000 });
+      assert.equal(await page.getByTestId('block-progress').count(), 0, 'no block progress after cancel');
+      assert.deepEqual(await page.$$eval('[data-testid=bar]', (els) => els.map((e) => e.dataset.bi)), before);
+    },
+  },
+  {
+    name: 'the stand-in hub: the listing says it will stream before any download; loaded by Range requests (headers and ends only), scored per block, the chart equals the CLI’s',
+    timeout: 300_000,
+    async run({ page, prepared, served, screenshotDir }) {
+      if (prepared?.error) throw prepared.error;
+      const weights = statSync(join(MODEL, 'model.safetensors')).size;
+      await page.getByTestId('hub-id').fill(REPO);
+      await page.getByTestId('hub-load').click();
+      await page.getByTestId('hub-confirm-box').waitFor({ timeout: 20_000 });
+      const plan = page.getByTestId('listed-plan');
+      assert.equal(await plan.getAttribute('data-resident'), 'false', await plan.textContent());
+      assert.match(await plan.textContent(), /larger than the budget, so its blocks will stream/);
+      await page.getByTestId('model-panel').evaluate((el) => el.scrollIntoView({ block: 'start' }));
+      await page.screenshot({ path: join(screenshotDir, 'streaming-hub-listing.png') });
+      assert.equal(served.bytes, 0, 'nothing downloaded before confirming');
+      await page.getByTestId('hub-confirm').click();
+      await waitForModel(page, REPO);
+      await assertStreamed(page);
+      assert.deepEqual(
+        served.wholeFiles.filter((f) => f.endsWith('.safetensors')),
+        [],
+        'the weights were read by range, not whole',
+      );
+      const atLoad = served.bytes;
+      assert.ok(atLoad < weights / 2, `at load only headers and ends were read: ${atLoad} of ${weights} bytes of weights (+ json)`);
+      await page.evaluate(() => window.scrollTo(0, 0));
+      const bars = await scoreStreamed(page, screenshotDir, 'streaming-hub');
+      const worst = assertEqualsCli(bars, prepared.score);
+      console.log(
+        `#   hub: read ${(atLoad / 1e6).toFixed(2)} MB at load, ${((served.bytes - atLoad) / 1e6).toFixed(2)} MB while scoring (${served.ranges} ranges); max |page − CLI| = ${worst.toExponential(2)}`,
+      );
+    },
+  },
+  {
+    name: 'streaming: no uncaught errors in the page',
+    async run({ pageErrors }) {
+      assert.deepEqual(pageErrors, []);
+    },
+  },
+];
