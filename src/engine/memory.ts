@@ -52,15 +52,34 @@ async function defaultHostBudget(): Promise<number> {
   return 2 * 1024 * MIB;
 }
 
-export async function chooseMemoryMode(checkpoint: Checkpoint, backend: string, choice: ModeChoice): Promise<{ mode: MemoryMode; reason: string }> {
-  if (choice.mode === 'resident' || choice.mode === 'streamed') return { mode: choice.mode, reason: `${choice.mode} mode was asked for` };
+export interface ModeDecision {
+  mode: MemoryMode;
+  reason: string;
+  /** Whether every block would fit the budget resident (a streamed model may then load them all to decode). */
+  residentFits: boolean;
+}
+
+export async function chooseMemoryMode(checkpoint: Checkpoint, backend: string, choice: ModeChoice): Promise<ModeDecision> {
   const held = heldWeightBytes(checkpoint, backend);
   const need = held.ends + held.blocks.reduce((a, b) => a + b, 0) + workingSetBytes(checkpoint);
   const budget = backend === 'webgpu' ? (choice.gpuMemoryBytes ?? null) : (choice.hostMemoryBytes ?? (await defaultHostBudget()));
+  const residentFits = budget === null || need <= budget;
+  if (choice.mode === 'resident' || choice.mode === 'streamed') return { mode: choice.mode, reason: `${choice.mode} mode was asked for`, residentFits };
   const mib = (b: number) => `${(b / MIB).toFixed(0)} MiB`;
-  if (budget === null) return { mode: 'resident', reason: 'no memory budget given' };
-  if (need <= budget) return { mode: 'resident', reason: `the model needs about ${mib(need)}, within the ${mib(budget)} budget` };
-  return { mode: 'streamed', reason: `the model needs about ${mib(need)} resident, more than the ${mib(budget)} budget` };
+  if (budget === null) return { mode: 'resident', reason: 'no memory budget given', residentFits };
+  if (!residentFits) return { mode: 'streamed', reason: `the model needs about ${mib(need)} resident, more than the ${mib(budget)} budget`, residentFits };
+  // The fast CPU kernels widen F16 / BF16 to f32: resident, host memory would be twice the checkpoint.
+  // Scoring and perplexity read each block once per pass anyway, so they stream and stay near the
+  // checkpoint's size; decoding loads every block when it first needs them (it fits).
+  const stored = checkpoint.endsBytes + checkpoint.blockBytes.reduce((a, b) => a + b, 0);
+  if (backend === 'cpu' && need > 1.2 * stored + workingSetBytes(checkpoint)) {
+    return {
+      mode: 'streamed',
+      reason: `the fast CPU kernels hold these ${checkpoint.dtypes.join('/')} weights as f32 (${mib(need)}, twice the checkpoint): passes stream the blocks`,
+      residentFits,
+    };
+  }
+  return { mode: 'resident', reason: `the model needs about ${mib(need)}, within the ${mib(budget)} budget`, residentFits };
 }
 
 // ---- block-streamed WebGPU: what a pass holds, and batches of sequences that fit ----

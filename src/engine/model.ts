@@ -117,7 +117,9 @@ export class Model {
     readonly checkpoint: Checkpoint,
     readonly backend: Backend,
     /** 'resident': every block on the backend; 'streamed': blocks read, run over all sequences and released one at a time. */
-    readonly mode: MemoryMode = 'resident',
+    private modeNow: MemoryMode = 'resident',
+    /** A streamed model whose blocks would fit resident loads them all when decoding first needs them. */
+    private readonly residentFits = false,
   ) {
     this.tokenizer = checkpoint.tokenizer ? createTokenizer(checkpoint.tokenizer) : null;
   }
@@ -128,11 +130,11 @@ export class Model {
    */
   static async load(source: ModelSource, backend: BackendKind = 'cpu', options: ModelLoadOptions = {}): Promise<Model> {
     const checkpoint = await loadCheckpoint(source, { ...options, blocks: 'on-demand' });
-    const { mode, reason } = await chooseMemoryMode(checkpoint, backend, options);
+    const { mode, reason, residentFits } = await chooseMemoryMode(checkpoint, backend, options);
     options.onMode?.(mode, reason);
     if (mode === 'resident') await checkpoint.makeResident(options.signal);
     assertFiniteWeights(checkpoint.weights);
-    const model = new Model(checkpoint, await createBackend(backend, checkpoint), mode);
+    const model = new Model(checkpoint, await createBackend(backend, checkpoint), mode, residentFits);
     model.onBlock = options.onBlock ?? null;
     model.gpuBudgetBytes = options.gpuMemoryBytes ?? null;
     if (mode === 'streamed' && !model.backend.streaming) {
@@ -313,14 +315,14 @@ export class Model {
   }
 
   async lastLogits(ids: readonly number[], plan: Plan): Promise<Float32Array> {
-    this.requireResident('next-token logits');
+    await this.requireResident('next-token logits');
     const result = await this.backend.forward({ ids, plan: withCapture(plan, 'none'), logits: 'last' });
     return result.logits as Float32Array;
   }
 
   /** Autoregressive generation with a KV cache; returns the new token ids. */
   async generate(promptIds: readonly number[], plan: Plan, options: GenerateOptions): Promise<number[]> {
-    this.requireResident('generation');
+    await this.requireResident('generation');
     const promptProblem = checkPrompt(promptIds.length, options.maxNewTokens, this.spec);
     if (promptProblem?.level === 'error') throw new PruneLabError(promptProblem.message, { field: 'prompt' });
     const runPlan = withCapture(plan, 'none');
@@ -350,8 +352,22 @@ export class Model {
   }
 
   /** Decoding re-reads every block per token when streamed: refused with the cost, not run silently. */
-  private requireResident(what: string): void {
-    if (this.mode === 'resident') return;
+  /** 'resident': every block on the backend; 'streamed': blocks read, run over all sequences and released one at a time. */
+  get mode(): MemoryMode {
+    return this.modeNow;
+  }
+
+  private async requireResident(what: string): Promise<void> {
+    if (this.modeNow === 'resident') return;
+    const streaming = this.backend.streaming;
+    // On the CPU the streamed blocks and forward share one table: loading them all makes the model resident.
+    if (this.residentFits && streaming && this.backend.info.kind === 'cpu') {
+      await this.checkpoint.makeResident();
+      assertFiniteWeights(this.checkpoint.weights);
+      for (const [i, block] of this.checkpoint.weights.blocks.entries()) await streaming.loadBlock(i, block);
+      this.modeNow = 'resident';
+      return;
+    }
     const bytes = this.memoryReport().weightBytes;
     throw new PruneLabError(
       `${what} needs the model resident, but it runs block-streamed (its ${(bytes / 2 ** 20).toFixed(0)} MiB of weights exceed the memory budget): every token would re-read all weights; prune it first or raise the budget`,

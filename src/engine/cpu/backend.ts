@@ -81,13 +81,14 @@ export class CpuBackend implements Backend {
     weights: ModelWeights,
     private readonly kernels: CpuKernels = referenceKernels(),
   ) {
-    const decoded = new Map<HostTensor, Float32Array>();
+    // Weak: a streamed block's tensors (and what was made from them) go when the block is released.
+    const decoded = new WeakMap<HostTensor, Float32Array>();
     const f32 = (t: HostTensor) => {
       let v = decoded.get(t);
       if (!v) decoded.set(t, (v = decodeToF32(t)));
       return v;
     };
-    const prepared = new Map<HostTensor, PreparedLinear>();
+    const prepared = new WeakMap<HostTensor, PreparedLinear>();
     const lin = (l: Linear): PreparedLinear => {
       let p = prepared.get(l.weight);
       if (!p) prepared.set(l.weight, (p = kernels.prepareLinear(l.weight, l.bias)));
@@ -113,8 +114,7 @@ export class CpuBackend implements Backend {
     this.blocks = Array.from({ length: spec.layers }, (_, i) => (weights.blocks[i] ? this.prepareBlock(weights.blocks[i]) : undefined));
     this.finalNorm = norm(weights.finalNorm) as F32Norm;
     this.lmHead = lin({ weight: weights.lmHead, bias: null });
-    let weightBytes = kernels.weightBytes;
-    for (const v of decoded.values()) weightBytes += v.byteLength;
+    let weightBytes = kernels.weightBytes + this.embed.byteLength + (this.positions?.byteLength ?? 0);
     const threads = kernels.threads > 1 ? `, ${kernels.threads} threads` : '';
     this.info = { kind: 'cpu' as const, description: `CPU (${kernels.description}${threads})`, weightBytes };
   }
