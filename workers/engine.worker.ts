@@ -16,7 +16,7 @@ import { browserThreadLimit } from '../src/engine/cpu/threads.ts';
 import { describeError, PruneLabError } from '../src/engine/errors.ts';
 import { assertFiniteScores, assertFiniteWeights } from '../src/engine/finite.ts';
 import { checkPrompt } from '../src/engine/limits.ts';
-import { chooseMemoryMode, defaultGpuBudget, type MemoryMode } from '../src/engine/memory.ts';
+import { chooseMemoryMode, defaultGpuBudget, type ModeDecision } from '../src/engine/memory.ts';
 import { accumulateStats, type BackendKind, createBackend, Model } from '../src/engine/model.ts';
 import { makePlan } from '../src/engine/plan.ts';
 import { topTokens } from '../src/engine/sampling.ts';
@@ -308,10 +308,13 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
         blocks: 'on-demand',
         progress: (loadedBytes, totalBytes, file) => report({ phase: 'download', loadedBytes, totalBytes: allBytes ?? totalBytes, file }),
       });
-      let memory: { mode: MemoryMode; reason: string } = { mode: 'resident', reason: '' };
+      let memory: ModeDecision = { mode: 'resident', reason: '', residentFits: true };
       const prepare = async (kind: BackendKind) => {
         if (checkpoint.resident) return;
         memory = await chooseMemoryMode(checkpoint, kind, { gpuMemoryBytes: gpuBudgetBytes });
+        // The lab decodes right away (compare panel): a model that fits its budget is loaded resident now,
+        // not streamed for passes and loaded later (the CLI's choice for scoring on the fast CPU kernels).
+        if (memory.mode === 'streamed' && memory.residentFits) memory = { ...memory, mode: 'resident', reason: 'every block fits; the lab decodes, so it holds them all' };
         if (memory.mode === 'streamed') return;
         allBytes = checkpoint.endsBytes + checkpoint.blockBytes.reduce((a, b) => a + b, 0);
         await checkpoint.makeResident(signal);
