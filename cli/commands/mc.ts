@@ -1,6 +1,6 @@
 /** `prunelab mc`: multiple-choice accuracy, original vs pruned. */
 import { readFile, writeFile } from 'node:fs/promises';
-import { clozeTasks, compareMc, encodeMcItems, type McItem, parseMcJsonl } from '../../src/analysis/mc.ts';
+import { clozeTasks, compareMc, contextsCut, encodeMcItems, type McItem, parseMcJsonl } from '../../src/analysis/mc.ts';
 import { PruneLabError } from '../../src/engine/errors.ts';
 import type { Command } from '../args.ts';
 import { COMMON_FLAGS, openModel, REMOVAL_FLAGS, removalFrom, removalPlan } from '../common.ts';
@@ -45,7 +45,10 @@ export const mc: Command = {
     const model = await openModel(flags, out.warn);
     try {
       removalPlan(model.spec.layers, removal); // validates the indices before any scoring
-      const { original, pruned } = await compareMc(model, encodeMcItems(model, items), removal);
+      const encoded = encodeMcItems(model, items);
+      const cut = contextsCut(encoded, model.spec.maxPositions);
+      if (cut > 0) out.warn(`${cut} of ${encoded.length} questions are longer than the model's ${model.spec.maxPositions} positions: their contexts keep only the last tokens`);
+      const { original, pruned } = await compareMc(model, encoded, removal);
       const removed = [...removal.blocks].sort((a, b) => a - b);
       if (out.json) {
         const extra: Record<string, number[]> = {};

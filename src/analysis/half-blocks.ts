@@ -45,11 +45,11 @@ export async function halfBlockScores(model: Model, sequences: readonly (readonl
     const ids = sequences[s];
     const full: Plan = { blocks: all, skipAttention: [], skipMlp: [], capture: 'states' };
     if (options.signal?.aborted) throw new DOMException('cancelled', 'AbortError');
-    const states = (await model.backend.forward({ ids, plan: full, logits: 'none' })).states as Float32Array[];
+    const states = (await model.forward({ ids, plan: full, logits: 'none' })).states as Float32Array[];
     for (let i = 0; i < layers; i++) {
       if (options.signal?.aborted) throw new DOMException('cancelled', 'AbortError');
       const prefix: Plan = { blocks: all.slice(0, i + 1), skipAttention: [], skipMlp: [i], capture: 'states' };
-      const prefixStates = (await model.backend.forward({ ids, plan: prefix, logits: 'none' })).states as Float32Array[];
+      const prefixStates = (await model.forward({ ids, plan: prefix, logits: 'none' })).states as Float32Array[];
       const between = prefixStates[i + 1];
       attentionCos[i] += cosSum(states[i], between, hidden);
       mlpCos[i] += cosSum(between, states[i + 1], hidden);

@@ -209,12 +209,11 @@ export async function healSpans(model: Model, sequences: readonly (readonly numb
       const sums = new LeastSquaresSums(spec.hidden);
       for (const [s, ids] of sequences.entries()) {
         if (options.signal?.aborted) throw new DOMException('cancelled', 'AbortError');
-        const original = await model.backend.forward({ ids, plan: statesPlan(range(0, span.end)), logits: 'none' });
+        const original = await model.forward({ ids, plan: statesPlan(range(0, span.end)), logits: 'none' });
         const y = lastState(original.states);
-        const h = lastState((await current.backend.forward({ ids, plan: statesPlan(prefix, [p]), logits: 'none' })).states);
+        const h = lastState((await current.forward({ ids, plan: statesPlan(prefix, [p]), logits: 'none' })).states);
         // Before any fold the partly healed model is the original: x_start is already among its states.
-        const xStart =
-          k === 0 ? (original.states as Float32Array[])[span.start] : lastState((await current.backend.forward({ ids, plan: statesPlan(prefix), logits: 'none' })).states);
+        const xStart = k === 0 ? (original.states as Float32Array[])[span.start] : lastState((await current.forward({ ids, plan: statesPlan(prefix), logits: 'none' })).states);
         const m = new Float64Array(h.length);
         const d = new Float64Array(h.length);
         for (let e = 0; e < h.length; e++) {

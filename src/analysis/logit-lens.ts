@@ -92,7 +92,7 @@ export async function logitLens(model: Model, ids: readonly number[], plan: Plan
   const { hidden, vocabSize } = model.spec;
   const top = options.top ?? 1;
   const positions = options.positions === 'last' ? [ids.length - 1] : ids.map((_, t) => t);
-  const { states } = await model.backend.forward({ ids, plan: withCapture(plan, 'states'), logits: 'none' });
+  const { states } = await model.forward({ ids, plan: withCapture(plan, 'states'), logits: 'none' });
   const rows = (states as Float32Array[]).map((state, s) => {
     const picked = new Float32Array(positions.length * hidden);
     positions.forEach((t, k) => {

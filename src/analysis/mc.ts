@@ -113,6 +113,14 @@ export function encodeMcItems(model: Model, items: readonly McItem[], tokenizer:
   return items.map((item) => encodeMcItem(tokenizer, item, prefix));
 }
 
+/**
+ * How many items lose the start of their context to the model's positions (choiceLogLikelihoods keeps
+ * the last maxPositions + 1 tokens, as lm-evaluation-harness does): a number to state, never to hide.
+ */
+export function contextsCut(items: readonly EncodedMcItem[], maxPositions: number): number {
+  return items.filter((item) => item.continuations.some((c) => item.context.length + c.length > maxPositions + 1)).length;
+}
+
 /** Σ log p(continuation | context) for each choice of one item under a plan. */
 export async function choiceLogLikelihoods(model: Model, item: EncodedMcItem, plan: Plan): Promise<number[]> {
   const { vocabSize, maxPositions } = model.spec;
@@ -122,7 +130,7 @@ export async function choiceLogLikelihoods(model: Model, item: EncodedMcItem, pl
     if (continuation.length >= whole.length)
       throw new PruneLabError(`a choice of ${continuation.length} tokens does not fit the model's ${maxPositions} positions`, { field: 'choices' });
     const input = whole.slice(0, -1);
-    const { logits } = await model.backend.forward({ ids: input, plan: { ...plan, capture: 'none' }, logits: 'all' });
+    const { logits } = await model.forward({ ids: input, plan: { ...plan, capture: 'none' }, logits: 'all' });
     const rows = logits as Float32Array;
     let ll = 0;
     for (let t = whole.length - continuation.length; t < whole.length; t++) ll -= nll(rows, (t - 1) * vocabSize, vocabSize, whole[t]);

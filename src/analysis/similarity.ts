@@ -81,7 +81,7 @@ export async function layerSimilarity(
   let tokens = 0;
   for (let s = 0; s < sequences.length; s++) {
     if (options.signal?.aborted) throw new DOMException('cancelled', 'AbortError');
-    const { states } = await model.backend.forward({ ids: sequences[s], plan: statesPlan, logits: 'none' });
+    const { states } = await model.forward({ ids: sequences[s], plan: statesPlan, logits: 'none' });
     accumulateStatePairs(sums, states as Float32Array[], model.spec.hidden);
     tokens += sequences[s].length;
     options.onProgress?.(s + 1, sequences.length, tokens);

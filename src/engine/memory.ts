@@ -29,6 +29,8 @@ export interface ModeChoice {
 }
 
 const MIB = 2 ** 20;
+/** The f32 copies the fast CPU kernels make of a small model cost less than the runtime itself: only beyond this do passes stream. */
+const WIDENING_SLACK = 128 * MIB;
 
 /** Bytes of the weights as the backend will hold them: WebGPU as stored (F16 / BF16 packed); the fast CPU kernels hold f32. */
 export function heldWeightBytes(checkpoint: Checkpoint, backend: string): { blocks: number[]; ends: number } {
@@ -72,7 +74,7 @@ export async function chooseMemoryMode(checkpoint: Checkpoint, backend: string, 
   // Scoring and perplexity read each block once per pass anyway, so they stream and stay near the
   // checkpoint's size; decoding loads every block when it first needs them (it fits).
   const stored = checkpoint.endsBytes + checkpoint.blockBytes.reduce((a, b) => a + b, 0);
-  if (backend === 'cpu' && need > 1.2 * stored + workingSetBytes(checkpoint)) {
+  if (backend === 'cpu' && need - (1.2 * stored + workingSetBytes(checkpoint)) > WIDENING_SLACK) {
     return {
       mode: 'streamed',
       reason: `the fast CPU kernels hold these ${checkpoint.dtypes.join('/')} weights as f32 (${mib(need)}, twice the checkpoint): passes stream the blocks`,

@@ -2,7 +2,7 @@
  * Model = checkpoint (spec + weights) + backend + tokenizer. Everything the analysis layer, the worker and
  * the CLI need: score (block statistics), perplexity, next-token logits, generate with a KV cache.
  */
-import type { Backend, BlockStatSums, ResidualStream } from './backend.ts';
+import type { Backend, BlockStatSums, ForwardRequest, ForwardResult, ResidualStream } from './backend.ts';
 import type { BlockWeights } from './weights.ts';
 import { type Checkpoint, type LoadOptions, loadCheckpoint } from './checkpoint.ts';
 import type { CpuKernels } from './cpu/kernels.ts';
@@ -312,6 +312,12 @@ export class Model {
     }
     if (tokens === 0) throw new PruneLabError('perplexity needs at least one sequence of two or more tokens', { field: 'ids' });
     return { nllSum, tokens, nll: nllSum / tokens, ppl: Math.exp(nllSum / tokens) };
+  }
+
+  /** A whole forward (states, all logits): needs every block, so a streamed model becomes resident when it fits, else says why not. */
+  async forward(request: ForwardRequest): Promise<ForwardResult> {
+    await this.requireResident('this analysis (a whole forward per sequence)');
+    return this.backend.forward(request);
   }
 
   async lastLogits(ids: readonly number[], plan: Plan): Promise<Float32Array> {

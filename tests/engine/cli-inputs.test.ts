@@ -176,7 +176,7 @@ describe('--gpu-memory', () => {
     expect(withBudget).toEqual(plain);
   });
 
-  it('on WebGPU a model larger than the budget is refused with both sizes (no block streaming yet); one that fits runs', async () => {
+  it('on WebGPU a model larger than the budget streams (stated, peak within the budget); a budget below two blocks is refused naming the flag; one that fits runs resident', async () => {
     const run = promisify(execFile);
     const bin = join(import.meta.dirname, '..', '..', 'cli', 'bin.mjs');
     const ids = join(FIXTURES_DIR, 'llama-gqa', 'ids.json');
@@ -186,9 +186,16 @@ describe('--gpu-memory', () => {
     );
     expect(refused?.code).toBe(1);
     expect(refused?.stdout).toBe('');
-    expect(refused?.stderr).toMatch(/the model's weights take 5\.\d MiB on the GPU, more than --gpu-memory 1 MiB; block streaming is not implemented yet/);
+    expect(refused?.stderr).toMatch(/field gpu-memory: a block-streamed pass needs at least [\d.]+ MiB .* but the budget is 1\.0 MiB/);
+    const streamed = await run(process.execPath, [bin, 'score', '--model', EMBEDDED, '--ids', ids, '--backend', 'webgpu', '--gpu-memory', '3', '--json']);
+    expect(streamed.stderr).toMatch(/running block-streamed: the model needs about \d+ MiB resident, more than the 3 MiB budget/);
+    const memory = JSON.parse(streamed.stdout).memory;
+    expect(memory.mode).toBe('streamed');
+    expect(memory.gpuPeakBytes).toBeGreaterThan(0);
+    expect(memory.gpuPeakBytes).toBeLessThanOrEqual(3 * 2 ** 20);
     const fits = await run(process.execPath, [bin, 'ppl', '--model', join(FIXTURES_DIR, 'llama-gqa'), '--ids', ids, '--backend', 'webgpu', '--gpu-memory', '64', '--json']);
     expect(Number.isFinite(JSON.parse(fits.stdout).ppl)).toBe(true);
+    expect(JSON.parse(fits.stdout).memory.mode).toBe('resident');
     expect(fits.stderr).toBe('');
   }, 60_000);
 });
@@ -208,6 +215,17 @@ describe('other stated answers', () => {
     expect(out.n).toBeLessThan(50);
     expect(out.n).toBe(5);
     expect(mc.stderr).toMatch(/^prunelab: warning: .*cloze\.txt yields 5 cloze question\(s\), fewer than --cloze-count 50: asking 5$/);
+  });
+
+  it('mc questions longer than the context are stated (their contexts keep the last tokens)', async () => {
+    const short = modelCopy(EMBEDDED, { max_position_embeddings: 16 });
+    const long = { question: 'The President said that the nation would build new roads and new schools in every town', choices: ['soon', 'never'], answer: 0 };
+    const fits = { question: 'The law', choices: ['passed', 'failed'], answer: 0 };
+    const tasks = tempFile('long.jsonl', `${JSON.stringify(long)}\n${JSON.stringify(fits)}\n`);
+    const mc = await cli(['mc', '--model', short, '--tasks', tasks, '--json']);
+    expect(mc.code).toBe(0);
+    expect(mc.stderr).toBe("prunelab: warning: 1 of 2 questions are longer than the model's 16 positions: their contexts keep only the last tokens");
+    expect((single(mc.stdout) as { n: number }).n).toBe(2);
   });
 
   it('an empty --remove is the empty set, said in the output', async () => {
