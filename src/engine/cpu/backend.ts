@@ -114,7 +114,7 @@ export class CpuBackend implements Backend {
     this.blocks = Array.from({ length: spec.layers }, (_, i) => (weights.blocks[i] ? this.prepareBlock(weights.blocks[i]) : undefined));
     this.finalNorm = norm(weights.finalNorm) as F32Norm;
     this.lmHead = lin({ weight: weights.lmHead, bias: null });
-    let weightBytes = kernels.weightBytes + this.embed.byteLength + (this.positions?.byteLength ?? 0);
+    const weightBytes = kernels.weightBytes + this.embed.byteLength + (this.positions?.byteLength ?? 0);
     const threads = kernels.threads > 1 ? `, ${kernels.threads} threads` : '';
     this.info = { kind: 'cpu' as const, description: `CPU (${kernels.description}${threads})`, weightBytes };
   }
