@@ -116,7 +116,12 @@ export const checks = [
       if (prepared?.error) throw prepared.error;
       for (const s of ['bi-iter', 'angular', 'relmag', 'random']) await page.getByTestId(`pick-${s}`).uncheck();
       for (const s of SWEEP.strategies) assert.ok(await page.getByTestId(`pick-${s}`).isChecked(), `${s} is picked`);
+      // A number the field cannot take is put back and said, never silently ignored.
+      await setNumber(page, 'sweep-max-removed', 0);
+      assert.match(await page.getByTestId('sweep-rejected').innerText(), /max removed must be a whole number from 1 to \d+, not “0”; kept \d+\./);
+      assert.notEqual(await page.getByTestId('sweep-max-removed').inputValue(), '0', 'the field shows the value in use');
       await setNumber(page, 'sweep-max-removed', SWEEP.maxRemoved);
+      assert.equal(await page.getByTestId('sweep-rejected').count(), 0, 'a good value clears the notice');
       for (const which of ['cal', 'eval']) {
         await setNumber(page, `sweep-${which}-sequences`, WINDOWS.maxSequences);
         await setNumber(page, `sweep-${which}-seqlen`, WINDOWS.seqLen);
