@@ -247,6 +247,34 @@ export const checks = [
     },
   },
   {
+    name: 'switching the backend reloads the model and keeps the cut, the prompt and the scores (marked as from the old backend)',
+    timeout: 120_000,
+    backends: ['cpu'],
+    async run({ page }) {
+      const blocks = await page.getByTestId('removal-summary').getAttribute('data-removed-blocks');
+      const prompt = await page.getByTestId('prompt').inputValue();
+      const hash = await page.evaluate(() => location.hash);
+      // The sweep's estimate comes from the Score pass measured on this backend, and is dropped with it.
+      assert.match(await page.getByTestId('sweep-estimate').textContent(), /^≈ \d+ (s|min)$/, 'a scored model gives the sweep a time estimate');
+      for (const [choice, kind] of [
+        ['webgpu', 'webgpu'],
+        ['cpu', 'cpu'],
+      ]) {
+        await page.getByTestId('backend-choice').selectOption(choice);
+        await page.waitForSelector(`[data-testid=backend-badge][data-backend=${kind}]`, { timeout: 90_000 });
+        await page.waitForFunction(() => !document.body.textContent.includes('Loading sotu-llama'), null, { timeout: 90_000 });
+        assert.equal(await page.getByTestId('removal-summary').getAttribute('data-removed-blocks'), blocks, `the cut survives the switch to ${choice}`);
+        assert.equal(await page.getByTestId('prompt').inputValue(), prompt, `the prompt survives the switch to ${choice}`);
+        assert.equal(await page.evaluate(() => location.hash), hash, `the experiment (URL state) is unchanged after the switch to ${choice}`);
+      }
+      assert.equal(await page.getByTestId('sweep-estimate').textContent(), 'time unknown until a first pass', 'no estimate from another backend’s timing');
+      const notice = page.locator('[data-testid=notice]').filter({ hasText: 'measured on the webgpu backend' });
+      await notice.waitFor({ timeout: 10_000 });
+      await notice.getByRole('button', { name: 'Dismiss' }).click();
+      await waitCompareIdle(page, removalKey(blocks.split(',').map(Number)), 100_000);
+    },
+  },
+  {
     name: 'an unreachable or unknown hub id shows one clear notice and the lab keeps working',
     timeout: 90_000,
     backends: ['cpu'],

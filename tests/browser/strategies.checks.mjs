@@ -126,6 +126,8 @@ export const checks = [
         await setNumber(page, `sweep-${which}-sequences`, WINDOWS.maxSequences);
         await setNumber(page, `sweep-${which}-seqlen`, WINDOWS.seqLen);
       }
+      // Nothing scored on this page yet: the sweep says it cannot estimate its time rather than guess.
+      assert.equal(await page.getByTestId('sweep-estimate').textContent(), 'time unknown until a first pass');
       await page.getByTestId('sweep-run').click();
       // Streaming: steps show while the sweep still runs.
       await page.waitForFunction(

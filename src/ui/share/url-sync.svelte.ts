@@ -24,7 +24,7 @@ import {
   shareUrl,
   validateForModel,
 } from '../../share/url-state.ts';
-import type { ModelInfo, ModelSourceSpec, TextSourceSpec } from '../../worker-api.ts';
+import type { BackendChoice, ModelInfo, ModelSourceSpec, TextSourceSpec } from '../../worker-api.ts';
 import * as actions from '../actions.ts';
 import { BUILTIN_MODEL, type Cut, lab, notify } from '../state.svelte.ts';
 import { checkHubModel, hub } from './hub.svelte.ts';
@@ -251,6 +251,37 @@ export async function loadChosenModel(source: ModelSourceSpec): Promise<void> {
   const keep = pending && choice && sameModel(pending, choice) ? keepForModel : undefined;
   await actions.loadModel(source, keep);
   if (lab.modelSource === source) share.pendingModel = null;
+}
+
+/**
+ * A new backend choice. With a model loaded it is reloaded on that backend at once, keeping the experiment
+ * (cut, metric, calibration, prompt, heal) the way a link's is kept; the scores stay, marked as measured on the old backend.
+ */
+export async function switchBackend(choice: BackendChoice): Promise<void> {
+  if (choice === lab.backendChoice) return;
+  lab.backendChoice = choice;
+  const source = lab.modelSource;
+  // Already on the backend asked for (e.g. `auto` chose the CPU): nothing to reload.
+  if (!lab.model || !source || lab.loading || choice === lab.model.backend.kind) return;
+  const before = lab.model.backend.kind;
+  const healed = lab.heal !== null && !lab.heal.error && lab.heal.removed.join(',') === lab.removal.blocks.join(',');
+  const partial = lab.scoring !== null;
+  await actions.loadModel(source, (info) => {
+    share.pendingHeal = healed;
+    // A score pass still running is cancelled by the load: its partial scores go with it.
+    if (partial) lab.scores = [];
+    // The score time was measured on the old backend: it would mislead the sweep's estimate.
+    lab.scoreSummary = null;
+    keepForModel(info);
+    if (lab.scores.length > 0 && info.backend.kind !== before) {
+      notify(
+        'info',
+        `The scores were measured on the ${before} backend`,
+        `The cut and settings were kept on ${info.backend.kind}.`,
+        'Press Score to measure them on this backend.',
+      );
+    }
+  });
 }
 
 function reportNotices(notices: string[], found: boolean): void {
