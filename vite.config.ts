@@ -23,7 +23,8 @@ export default defineConfig({
   server: { host: '127.0.0.1', headers: isolation },
   preview: { headers: isolation },
   test: {
-    include: ['tests/unit/**/*.test.ts', 'tests/engine/**/*.test.ts', 'tests/webgpu/**/*.test.ts'],
+    // tests/python (real transformers, dev time) runs only when named: `npx vitest run tests/python`; npm test needs no Python.
+    include: ['tests/unit/**/*.test.ts', 'tests/engine/**/*.test.ts', 'tests/webgpu/**/*.test.ts', ...(process.argv.includes('tests/python') ? ['tests/python/**/*.test.ts'] : [])],
     testTimeout: 60_000,
   },
 });

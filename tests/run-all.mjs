@@ -4,7 +4,8 @@
 //
 // A suite that cannot run is a failure naming why (no Chromium, no WebGPU adapter, a binding that does not
 // load, a runner that ran nothing). The one opt-out, for a machine with no WebGPU path at all, is
-// PRUNELAB_NO_WEBGPU=1: the WebGPU suites are then skipped and the closing line says so in capitals.
+// PRUNELAB_NO_WEBGPU=1: the WebGPU suites are then skipped and the closing line says so in capitals. Any other
+// skipped test fails the run unless PRUNELAB_ALLOW_SKIPS=1 (then the closing line says so too).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -108,5 +109,9 @@ else if (chrome) {
 
 if (problems.length > 0) console.log(`\nsuites that could not run or ran nothing:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
 const optOut = noWebGpu ? ' — WEBGPU NOT TESTED: PRUNELAB_NO_WEBGPU=1 SKIPPED EVERY WEBGPU SUITE' : '';
-console.log(`\n${passed} passed, ${failed} failed, ${skipped} skipped${optOut}`);
-process.exit(failed === 0 ? 0 : 1);
+// A skipped test checked nothing: it fails the run unless skips were explicitly allowed.
+const allowSkips = noWebGpu || process.env.PRUNELAB_ALLOW_SKIPS === '1';
+const skipNote = skipped > 0 && allowSkips ? ' — SKIPS ALLOWED BY PRUNELAB_ALLOW_SKIPS / PRUNELAB_NO_WEBGPU' : '';
+if (skipped > 0 && !allowSkips) console.log(`\n${skipped} test(s) skipped (listed above as "# skipped"): a skip fails the run; set PRUNELAB_ALLOW_SKIPS=1 to allow it`);
+console.log(`\n${passed} passed, ${failed} failed, ${skipped} skipped${optOut}${skipNote}`);
+process.exit(failed === 0 && (skipped === 0 || allowSkips) ? 0 : 1);

@@ -1,14 +1,14 @@
 /**
- * The transformers hand-off script run by real transformers (not PruneLab). npm test needs no Python, so
- * this runs only when PRUNELAB_PYTHON names a Python with torch + transformers (e.g. /work/hf/bin/python);
- * otherwise it is reported as skipped.
+ * The transformers hand-off script run by real transformers (not PruneLab). A dev-time check outside npm
+ * test (which needs no Python): `PRUNELAB_PYTHON=/path/to/python npx vitest run tests/python`
+ * with a Python that has torch + transformers. Without PRUNELAB_PYTHON it fails, naming the variable.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Model } from '../../src/engine/model.ts';
 import { makePlan } from '../../src/engine/plan.ts';
 import { directorySource } from '../../src/engine/sources.ts';
@@ -21,7 +21,10 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const SOTU = join(ROOT, 'public', 'models', 'sotu-llama');
 const TEXT = join(ROOT, 'public', 'calibration', 'moby-dick-eval.txt');
 
-describe.skipIf(!PYTHON)('transformers hand-off script under PRUNELAB_PYTHON', () => {
+describe('transformers hand-off script under PRUNELAB_PYTHON', () => {
+  beforeAll(() => {
+    if (!PYTHON) throw new Error('set PRUNELAB_PYTHON to a Python with torch + transformers (this check runs real transformers)');
+  });
   it('prints the perplexity PruneLab measures with the same blocks removed, and writes a checkpoint PruneLab loads to the same perplexity', async () => {
     const removed = [3, 5, 7];
     const seqLen = 64;
