@@ -5,10 +5,27 @@
  * attention type). Unknown rope types and unrecognised keys inside a rope object are errors, never a
  * silent default.
  */
-import type { LayerKind, RopeSpec } from './config.ts';
+import type { LayerKind, ModelSpec, RopeSpec } from './config.ts';
 import { PruneLabError } from './errors.ts';
 
 export type Json = Record<string, unknown>;
+
+/** The ModelSpec switches a plain pre-norm transformer has: families override only what they change. */
+export function plainSwitches(
+  headDim: number,
+): Pick<ModelSpec, 'normOffset' | 'qkNorm' | 'parallelResidual' | 'embedScale' | 'residualScale' | 'attnScale' | 'attnSoftcap' | 'finalSoftcap' | 'logitScale'> {
+  return {
+    normOffset: 0,
+    qkNorm: 'none',
+    parallelResidual: false,
+    embedScale: 1,
+    residualScale: 1,
+    attnScale: 1 / Math.sqrt(headDim),
+    attnSoftcap: null,
+    finalSoftcap: null,
+    logitScale: 1,
+  };
+}
 
 const where = (field: string) => ({ file: 'config.json', field });
 

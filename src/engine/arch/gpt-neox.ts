@@ -4,7 +4,7 @@
  * MLP without a gate, untied `embed_out`, and a parallel residual x + attn(ln1 x) + mlp(ln2 x) unless
  * use_parallel_residual is false.
  */
-import { bool, type Json, num, oneOf, positiveInt, readRope, tokenIds, uniformLayers } from '../config-fields.ts';
+import { plainSwitches, bool, type Json, num, oneOf, positiveInt, readRope, tokenIds, uniformLayers } from '../config-fields.ts';
 import type { ModelSpec } from '../config.ts';
 import { PruneLabError } from '../errors.ts';
 import { type BlockWeights, gatherRows } from '../weights.ts';
@@ -39,20 +39,13 @@ function parseNeox(c: Json): ModelSpec {
     headDim,
     norm: 'layer',
     normEps: num(c, 'layer_norm_eps', 1e-5),
-    normOffset: 0,
     activation,
     gatedMlp: false,
     learnedPositions: false,
     maxPositions,
     layerKinds: uniformLayers(layers, rope, null),
-    qkNorm: 'none',
+    ...plainSwitches(headDim),
     parallelResidual: bool(c, 'use_parallel_residual', true),
-    embedScale: 1,
-    residualScale: 1,
-    attnScale: 1 / Math.sqrt(headDim),
-    attnSoftcap: null,
-    finalSoftcap: null,
-    logitScale: 1,
     tieEmbeddings: bool(c, 'tie_word_embeddings', false),
     bosTokenId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
     eosTokenIds: tokenIds(c.eos_token_id),

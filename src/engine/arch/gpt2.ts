@@ -1,5 +1,5 @@
 /** GPT-2: Conv1D weights [in, out] are transposed to Linear layout and c_attn split into q, k, v. */
-import { bool, type Json, num, oneOf, positiveInt, tokenIds, uniformLayers } from '../config-fields.ts';
+import { plainSwitches, bool, type Json, num, oneOf, positiveInt, tokenIds, uniformLayers } from '../config-fields.ts';
 import type { ModelSpec } from '../config.ts';
 import { PruneLabError } from '../errors.ts';
 import { type BlockWeights, rowSlice, transposed } from '../weights.ts';
@@ -24,20 +24,12 @@ function parseGpt2(c: Json): ModelSpec {
     headDim,
     norm: 'layer',
     normEps: num(c, 'layer_norm_epsilon', 1e-5),
-    normOffset: 0,
     activation: 'gelu_new',
     gatedMlp: false,
     learnedPositions: true,
     maxPositions: positiveInt(c, 'n_positions', 1024),
     layerKinds: uniformLayers(layers, null, null),
-    qkNorm: 'none',
-    parallelResidual: false,
-    embedScale: 1,
-    residualScale: 1,
-    attnScale: 1 / Math.sqrt(headDim),
-    attnSoftcap: null,
-    finalSoftcap: null,
-    logitScale: 1,
+    ...plainSwitches(headDim),
     tieEmbeddings: bool(c, 'tie_word_embeddings', true),
     bosTokenId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
     eosTokenIds: tokenIds(c.eos_token_id),

@@ -2,7 +2,7 @@
  * llama / mistral / qwen2 / qwen3, and the llama-shaped building blocks other families reuse: the common
  * sizes, the default spec, and the HF weight names of a pre-norm block (`layers.N.self_attn.q_proj`, ...).
  */
-import { allLayersWindow, bool, gatedSlidingWindows, type Json, num, oneOf, positiveInt, readRope, tokenIds, uniformLayers } from '../config-fields.ts';
+import { plainSwitches, allLayersWindow, bool, gatedSlidingWindows, type Json, num, oneOf, positiveInt, readRope, tokenIds, uniformLayers } from '../config-fields.ts';
 import type { LayerKind, ModelSpec } from '../config.ts';
 import { PruneLabError } from '../errors.ts';
 import type { BlockWeights, Linear, ModelEnds, Norm, TensorStore } from '../weights.ts';
@@ -54,20 +54,12 @@ export function llamaShapedSpec(family: string, c: Json, d: LlamaShapedDefaults 
     headDim,
     norm: 'rms',
     normEps: num(c, 'rms_norm_eps', d.normEps ?? 1e-6),
-    normOffset: 0,
     activation,
     gatedMlp: true,
     learnedPositions: false,
     maxPositions,
     layerKinds: uniformLayers(layers, rope, null),
-    qkNorm: 'none',
-    parallelResidual: false,
-    embedScale: 1,
-    residualScale: 1,
-    attnScale: 1 / Math.sqrt(headDim),
-    attnSoftcap: null,
-    finalSoftcap: null,
-    logitScale: 1,
+    ...plainSwitches(headDim),
     tieEmbeddings: bool(c, 'tie_word_embeddings', d.tieEmbeddings ?? false),
     bosTokenId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
     eosTokenIds: tokenIds(c.eos_token_id),
