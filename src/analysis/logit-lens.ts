@@ -11,8 +11,8 @@
 import type { Checkpoint } from '../engine/checkpoint.ts';
 import { layerNorm, matmul, rmsNorm } from '../engine/cpu/ops.ts';
 import { PruneLabError } from '../engine/errors.ts';
-import type { Model } from '../engine/model.ts';
-import { type Plan, withCapture } from '../engine/plan.ts';
+import type { Model, RunOptions } from '../engine/model.ts';
+import type { Plan } from '../engine/plan.ts';
 import { decodeToF32 } from '../engine/safetensors.ts';
 
 export interface LensToken {
@@ -87,23 +87,29 @@ export interface LensOptions {
   top?: number;
 }
 
-export async function logitLens(model: Model, ids: readonly number[], plan: Plan, options: LensOptions = {}): Promise<LogitLens> {
+/** In either memory mode (Model.forEachState): each state is read through the head as it arrives, and only its top tokens kept. */
+export async function logitLens(model: Model, ids: readonly number[], plan: Plan, options: LensOptions & RunOptions = {}): Promise<LogitLens> {
   if (ids.length === 0) throw new PruneLabError('the prompt has no tokens', { field: 'prompt' });
   const { hidden, vocabSize } = model.spec;
   const top = options.top ?? 1;
   const positions = options.positions === 'last' ? [ids.length - 1] : ids.map((_, t) => t);
-  const { states } = await model.forward({ ids, plan: withCapture(plan, 'states'), logits: 'none' });
-  const rows = (states as Float32Array[]).map((state, s) => {
-    const picked = new Float32Array(positions.length * hidden);
-    positions.forEach((t, k) => {
-      picked.set(state.subarray(t * hidden, (t + 1) * hidden), k * hidden);
-    });
-    const logits = headLogits(model.checkpoint, picked, positions.length);
-    return {
-      state: s,
-      afterBlock: s === 0 ? null : plan.blocks[s - 1],
-      positions: positions.map((_, k) => topOfRow(logits.subarray(k * vocabSize, (k + 1) * vocabSize), top)),
-    };
-  });
+  const rows: LensRow[] = [];
+  await model.forEachState(
+    [ids],
+    plan,
+    (_, s, state) => {
+      const picked = new Float32Array(positions.length * hidden);
+      positions.forEach((t, k) => {
+        picked.set(state.subarray(t * hidden, (t + 1) * hidden), k * hidden);
+      });
+      const logits = headLogits(model.checkpoint, picked, positions.length);
+      rows.push({
+        state: s,
+        afterBlock: s === 0 ? null : plan.blocks[s - 1],
+        positions: positions.map((_, k) => topOfRow(logits.subarray(k * vocabSize, (k + 1) * vocabSize), top)),
+      });
+    },
+    { signal: options.signal, onProgress: options.onProgress },
+  );
   return { blocks: [...plan.blocks], positions, rows };
 }

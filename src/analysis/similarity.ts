@@ -5,7 +5,7 @@
  * j = i + 1 cells equal the engine's BI and angular numbers).
  */
 import type { Model, RunOptions } from '../engine/model.ts';
-import { makePlan, type Plan, withCapture } from '../engine/plan.ts';
+import { makePlan, type Plan } from '../engine/plan.ts';
 
 export interface SimilarityMatrix {
   /** Original indices of the blocks between the states: state i is the input of blocks[i]. */
@@ -42,25 +42,36 @@ function rowCos(a: Float32Array, b: Float32Array, offset: number, width: number)
   return Math.min(1, Math.max(-1, ab / Math.sqrt(aa * bb)));
 }
 
+/**
+ * Adds state x_j of one sequence (j = earlier.length) paired with each of its earlier states x_0 … x_{j−1}
+ * (each tokens × hidden) into the pair sums: the incremental form, for states that arrive one at a time as
+ * a block-streamed pass goes. The sequence's tokens count once, with x_0. Each cell gets the same per-sequence
+ * sum in the same sequence order as from accumulateStatePairs, so both give identical numbers.
+ */
+export function accumulateStatePairsOf(sums: StatePairSums, earlier: readonly Float32Array[], state: Float32Array, hidden: number): void {
+  const n = sums.states;
+  const j = earlier.length;
+  if (j >= n) throw new Error(`expected ${n} states, got a state ${j}`);
+  const tokens = state.length / hidden;
+  for (let i = 0; i < j; i++) {
+    if (earlier[i].length !== state.length) throw new Error(`state ${i} has ${earlier[i].length / hidden} tokens, state ${j} has ${tokens}`);
+    let cosSum = 0;
+    let angularSum = 0;
+    for (let t = 0; t < tokens; t++) {
+      const c = rowCos(earlier[i], state, t * hidden, hidden);
+      cosSum += c;
+      angularSum += Math.acos(c) / Math.PI;
+    }
+    sums.cosSum[i * n + j] += cosSum;
+    sums.angularSum[i * n + j] += angularSum;
+  }
+  if (j === 0) sums.tokens += tokens;
+}
+
 /** Adds one sequence's states [x_0, x_1, …] (each tokens × hidden) into the pair sums. */
 export function accumulateStatePairs(sums: StatePairSums, states: readonly Float32Array[], hidden: number): void {
-  const n = sums.states;
-  if (states.length !== n) throw new Error(`expected ${n} states, got ${states.length}`);
-  const tokens = states[0].length / hidden;
-  for (let i = 0; i < n; i++) {
-    for (let j = i + 1; j < n; j++) {
-      let cosSum = 0;
-      let angularSum = 0;
-      for (let t = 0; t < tokens; t++) {
-        const c = rowCos(states[i], states[j], t * hidden, hidden);
-        cosSum += c;
-        angularSum += Math.acos(c) / Math.PI;
-      }
-      sums.cosSum[i * n + j] += cosSum;
-      sums.angularSum[i * n + j] += angularSum;
-    }
-  }
-  sums.tokens += tokens;
+  if (states.length !== sums.states) throw new Error(`expected ${sums.states} states, got ${states.length}`);
+  for (let j = 0; j < states.length; j++) accumulateStatePairsOf(sums, states.slice(0, j), states[j], hidden);
 }
 
 export function similarityFromSums(sums: StatePairSums, blocks: readonly number[]): SimilarityMatrix {
@@ -69,23 +80,29 @@ export function similarityFromSums(sums: StatePairSums, blocks: readonly number[
   return { blocks: [...blocks], cos: grid(sums.cosSum), angular: grid(sums.angularSum), tokens: sums.tokens };
 }
 
-/** The similarity matrix of a plan's residual states (the full model by default) over a sequence set. */
+/**
+ * The similarity matrix of a plan's residual states (the full model by default) over a sequence set, in
+ * either memory mode (Model.forEachState): each state is paired with the same sequence's earlier states as
+ * it arrives, and a sequence's states are dropped after its last one.
+ */
 export async function layerSimilarity(
   model: Model,
   sequences: readonly (readonly number[])[],
   plan: Plan = makePlan(model.spec.layers),
   options: RunOptions = {},
 ): Promise<SimilarityMatrix> {
-  const statesPlan = withCapture(plan, 'states');
   const sums = emptyPairSums(plan.blocks.length + 1);
-  let tokens = 0;
-  for (let s = 0; s < sequences.length; s++) {
-    if (options.signal?.aborted) throw new DOMException('cancelled', 'AbortError');
-    const { states } = await model.forward({ ids: sequences[s], plan: statesPlan, logits: 'none' });
-    accumulateStatePairs(sums, states as Float32Array[], model.spec.hidden);
-    tokens += sequences[s].length;
-    options.onProgress?.(s + 1, sequences.length, tokens);
-  }
+  const kept: Float32Array[][] = sequences.map(() => []);
+  await model.forEachState(
+    sequences,
+    plan,
+    (s, _, x) => {
+      accumulateStatePairsOf(sums, kept[s], x, model.spec.hidden);
+      kept[s].push(x);
+      if (kept[s].length === sums.states) kept[s] = [];
+    },
+    options,
+  );
   return similarityFromSums(sums, plan.blocks);
 }
 

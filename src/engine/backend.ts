@@ -85,6 +85,11 @@ export interface BlockStreaming {
   embed(ids: readonly number[]): Promise<ResidualStream>;
   /** Runs block `index` (halves skipped as the plan says) on the stream; its statistics when the plan captures them. */
   runBlock(stream: ResidualStream, index: number, plan: Plan): Promise<BlockStatSums | null>;
+  /**
+   * A copy of the stream's residual state on the host (tokens × hidden, f32): x_0 after embed, the block's
+   * output after runBlock — the states forward's capture 'states' returns, read as they stream by.
+   */
+  readState(stream: ResidualStream): Promise<Float32Array>;
   /** Final norm and head over the stream: Σ NLL of predicting ids[t+1] (and the last logits when asked). */
   head(stream: ResidualStream, want: { nll: boolean; lastLogits: boolean }): Promise<{ lastLogits: Float32Array | null; nllSum: number; nllCount: number }>;
 }

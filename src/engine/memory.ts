@@ -137,9 +137,10 @@ export interface StreamBatches {
  * streams of its batch: two blocks (the one running and the next one uploading) or, when it needs
  * the head (perplexity), the lm head (the head step comes after the blocks are released), the workspace,
  * RoPE tables and small buffers. When not every stream fits beside them, the sequences go in batches
- * and every kept block is read once per batch.
+ * and every kept block is read once per batch. A pass that reads the residual states back (`withStates`:
+ * the similarity heatmap, the logit lens) grows the staging buffer to one state of the longest sequence.
  */
-export function planStreamBatches(checkpoint: Checkpoint, lengths: readonly number[], budgetBytes: number | null, withHead: boolean): StreamBatches {
+export function planStreamBatches(checkpoint: Checkpoint, lengths: readonly number[], budgetBytes: number | null, withHead: boolean, withStates = false): StreamBatches {
   const all = lengths.map((_, s) => s);
   if (budgetBytes === null || lengths.length === 0) return { batches: [all], reason: 'no GPU memory budget given: every sequence in one batch' };
   const { spec } = checkpoint;
@@ -148,7 +149,9 @@ export function planStreamBatches(checkpoint: Checkpoint, lengths: readonly numb
   const head = withHead ? checkpoint.weights.lmHead.bytes.byteLength : 0;
   const longest = Math.max(...lengths);
   const positions = checkpoint.weights.positions ? checkpoint.weights.positions.shape.reduce((a, b) => a * b, 4) : 0;
-  const fixed = Math.max(twoBlocks, head) + streamedWorkspaceBytes(spec, longest) + ropeTableBytes(spec) + positions + STREAMED_SMALL_BYTES;
+  // The workspace counts a staging buffer of one logits row; a state readback shares that buffer, grown to a state.
+  const stateStaging = withStates ? Math.max(0, f32Bytes(longest * spec.hidden) - f32Bytes(spec.vocabSize + 4)) : 0;
+  const fixed = Math.max(twoBlocks, head) + streamedWorkspaceBytes(spec, longest) + ropeTableBytes(spec) + positions + STREAMED_SMALL_BYTES + stateStaging;
   const mib = (b: number) => `${(b / MIB).toFixed(1)} MiB`;
   const room = budgetBytes - fixed;
   const need = lengths.map((n) => streamBytes(spec, n));

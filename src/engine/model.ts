@@ -107,6 +107,12 @@ export interface BlockProgress {
 }
 export type BlockProgressHook = (done: number, total: number, progress: BlockProgress) => void;
 
+/**
+ * Told one residual state of one sequence (Model.forEachState): state 0 is x_0 (the embedding), state j the
+ * output of the plan's j-th active block; tokens × hidden, f32, the visitor's to keep.
+ */
+export type StateVisitor = (sequence: number, state: number, x: Float32Array) => void | Promise<void>;
+
 export class Model {
   readonly tokenizer: TextTokenizer | null;
   /** Called per block in streamed passes (progress). */
@@ -156,9 +162,9 @@ export class Model {
    * run over the batch's streams and released; removed blocks are never read. When the GPU budget
    * cannot hold every stream beside two blocks (memory.ts planStreamBatches), sequences go in batches
    * and every kept block is read once per batch. Returns per-sequence block sums and, when asked, Σ NLL
-   * per sequence.
+   * per sequence; `want.states` is told each stream's state after embed and after each block.
    */
-  private async streamedPass(sequences: readonly (readonly number[])[], plan: Plan, want: { stats: boolean; nll: boolean }, options: RunOptions) {
+  private async streamedPass(sequences: readonly (readonly number[])[], plan: Plan, want: { stats: boolean; nll: boolean; states?: StateVisitor }, options: RunOptions) {
     const streaming = this.backend.streaming;
     if (!streaming) throw new PruneLabError('this backend cannot stream blocks');
     const gpu = this.backend.info.kind === 'webgpu';
@@ -168,6 +174,7 @@ export class Model {
           sequences.map((s) => s.length),
           this.gpuBudgetBytes,
           want.nll,
+          want.states !== undefined,
         )
       : { batches: [sequences.map((_, s) => s)] };
     const perSequence: BlockStatSums[][] = sequences.map(() => []);
@@ -201,7 +208,11 @@ export class Model {
     try {
       for (const [b, batch] of batches.entries()) {
         checkAborted(options.signal);
-        for (const s of batch) streams.push(await streaming.embed(sequences[s]));
+        for (const s of batch) {
+          const stream = await streaming.embed(sequences[s]);
+          streams.push(stream);
+          await want.states?.(s, 0, await streaming.readState(stream));
+        }
         if (n > 0) {
           uploading = upload(b * n, read);
           read = readStep(b * n + 1);
@@ -215,6 +226,7 @@ export class Model {
             for (const [t, stream] of streams.entries()) {
               const stats = await streaming.runBlock(stream, i, runPlan);
               if (stats) perSequence[batch[t]].push(stats);
+              await want.states?.(batch[t], j + 1, await streaming.readState(stream));
             }
           })();
           // On the GPU the next block of the batch uploads while this one runs: two blocks held, as budgeted.
@@ -312,6 +324,38 @@ export class Model {
     }
     if (tokens === 0) throw new PruneLabError('perplexity needs at least one sequence of two or more tokens', { field: 'ids' });
     return { nllSum, tokens, nll: nllSum / tokens, ppl: Math.exp(nllSum / tokens) };
+  }
+
+  /**
+   * Visits every residual state of the plan for each sequence, in either mode: x_0, then the output of each
+   * active block, as `visit(sequence, state, x)`; for each sequence the states come in order 0 … A (A = active
+   * blocks). Resident: one forward per sequence with capture 'states'. Streamed: the block-major pass reads
+   * each stream's state back after embed and after each block (per-block progress as for scoring), so the
+   * visits are block-major — state j of every sequence of a batch before state j + 1 — and a visitor that
+   * pairs states keeps the earlier ones itself: at most (A + 1) × tokens × hidden × 4 bytes of host memory
+   * for the sequences of one batch (on the CPU every sequence is one batch), where resident mode holds it
+   * for one sequence at a time.
+   */
+  async forEachState(sequences: readonly (readonly number[])[], plan: Plan, visit: StateVisitor, options: RunOptions = {}): Promise<void> {
+    if (sequences.length === 0) return;
+    if (this.mode === 'streamed') {
+      await this.streamedPass(sequences, plan, { stats: false, nll: false, states: visit }, options);
+      options.onProgress?.(
+        sequences.length,
+        sequences.length,
+        sequences.reduce((a, s) => a + s.length, 0),
+      );
+      return;
+    }
+    const statesPlan = withCapture(plan, 'states');
+    let tokens = 0;
+    for (let s = 0; s < sequences.length; s++) {
+      checkAborted(options.signal);
+      const { states } = await this.backend.forward({ ids: sequences[s], plan: statesPlan, logits: 'none' });
+      for (const [j, x] of (states as Float32Array[]).entries()) await visit(s, j, x);
+      tokens += sequences[s].length;
+      options.onProgress?.(s + 1, sequences.length, tokens);
+    }
   }
 
   /** A whole forward (states, all logits): needs every block, so a streamed model becomes resident when it fits, else says why not. */

@@ -288,6 +288,7 @@ export class CpuBackend implements Backend {
       await this.block(x, ids.length, index, plan.skipAttention.includes(index), plan.skipMlp.includes(index), 0, null);
       return input ? { index, ...blockStatSums(input, x, this.spec.hidden), tokens: ids.length } : null;
     },
+    readState: async (stream) => (stream as CpuStream).x.slice(),
     head: async (stream, want) => {
       const { x, ids } = stream as CpuStream;
       const rows = want.nll ? Array.from({ length: ids.length }, (_, t) => t) : [ids.length - 1];

@@ -523,6 +523,23 @@ export class WebGpuBackend implements Backend {
     return { lastLogits: decoded.logits, nllSum: nllCount > 0 ? decoded.nllSum : 0, nllCount };
   }
 
+  /** The stream's x copied to the host through the staging buffer (memory.ts planStreamBatches counts it when a pass reads states). */
+  private async readStreamState(stream: GpuStream): Promise<Float32Array> {
+    checkNotLost(this.ctx);
+    if (stream.disposed) throw new PruneLabError('this residual stream was disposed', { field: 'stream' });
+    const bytes = stream.ids.length * this.spec.hidden * F32;
+    checkFits(this.ctx, bytes, { field: 'residual state readback' });
+    const staging = this.workspace.get('staging', bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    const rec = this.recorder();
+    rec.copy(stream.x, 0, staging, 0, bytes);
+    await this.submit(rec, 'the residual state readback');
+    await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    checkNotLost(this.ctx);
+    const state = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
+    staging.unmap();
+    return state;
+  }
+
   /** Block-major execution (backend.ts BlockStreaming): the same recorded steps as forward, one block at a time. */
   readonly streaming: BlockStreaming = {
     loadBlock: async (index, weights: BlockWeights) => {
@@ -547,6 +564,7 @@ export class WebGpuBackend implements Backend {
     releaseBlock: (index) => this.releaseLoadedBlock(index),
     embed: (ids) => this.serial(() => this.embedStream(ids)),
     runBlock: (stream, index, plan) => this.serial(() => this.runStreamBlock(stream as GpuStream, index, plan)),
+    readState: (stream) => this.serial(() => this.readStreamState(stream as GpuStream)),
     head: (stream, want) => this.serial(() => this.streamHead(stream as GpuStream, want)),
   };
 
