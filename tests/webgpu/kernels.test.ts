@@ -13,7 +13,7 @@ import { matmul, matmulMatrix } from '../../src/engine/webgpu/kernels/matmul.ts'
 import { tokenNll } from '../../src/engine/webgpu/kernels/nll.ts';
 import { norm } from '../../src/engine/webgpu/kernels/norm.ts';
 import { rope, ropeTable } from '../../src/engine/webgpu/kernels/rope.ts';
-import { blockStats, sumRows } from '../../src/engine/webgpu/kernels/stats.ts';
+import { blockStats, sumRows, tokenStats } from '../../src/engine/webgpu/kernels/stats.ts';
 import { KernelHarness, maxAbsDiff, roundAs } from './harness.ts';
 import { randomNormal } from './random-model.ts';
 import { uniforms } from '../../src/engine/webgpu/kernels/common.ts';
@@ -313,6 +313,29 @@ describeGpu('WebGPU kernels vs the CPU reference ops', () => {
       const err = maxAbsDiff(got, [want.cosSum, want.angularSum, want.relMagnitudeSum]) / rows;
       expect(record('block-stats', err)).toBeLessThan(1e-6);
     }
+  });
+
+  test('a forward’s shared stats table: strided per-token rows, x_in advanced in place, one sumRows for every block', async () => {
+    // three "blocks" x0 → x1 → x2 → x3, as run() records them: x_in copied once, each tokenStats advances it
+    const [rows, width, slots] = [5, 70, 3];
+    const states = [randomArray(rows * width)];
+    for (let s = 0; s < slots; s++) states.push(states[s].map((v) => v * 0.9 + 0.2 * rand()));
+    const xin = h.buffer(states[0]);
+    const outs = states.slice(1).map((s) => h.buffer(s));
+    const perToken = h.buffer(rows * slots * 3 * 4);
+    const results = h.buffer(slots * 3 * 4);
+    await h.run((rec) => {
+      outs.forEach((x, slot) => tokenStats(rec, xin, x, rows, width, perToken, { stride: slots * 3, offset: slot * 3, advance: true }));
+      sumRows(rec, perToken, rows, slots * 3, results, 0);
+    });
+    const got = await h.read(results, slots * 3);
+    for (let slot = 0; slot < slots; slot++) {
+      const want = ops.blockStatSums(states[slot], states[slot + 1], width);
+      const err = maxAbsDiff(got.slice(slot * 3, slot * 3 + 3), [want.cosSum, want.angularSum, want.relMagnitudeSum]) / rows;
+      expect(record('block-stats', err)).toBeLessThan(1e-6);
+    }
+    // after the last block x_in holds x_3 exactly (a copy, not arithmetic)
+    expect(maxAbsDiff(await h.read(xin, rows * width), states[slots])).toBe(0);
   });
 
   test('per-token NLL summed on the GPU matches ops.nll within 1e-6 relative', async () => {

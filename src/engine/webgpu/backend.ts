@@ -39,7 +39,7 @@ import { nllPipeline, tokenNll } from './kernels/nll.ts';
 import { norm, normPipeline } from './kernels/norm.ts';
 import { rope, ropePipeline, ropeTable } from './kernels/rope.ts';
 import { argmaxIndex, argmaxPipeline, attentionDecode, attentionDecodePipeline, normGemv, normGemvPipeline } from './kernels/decode.ts';
-import { blockStats, sumRows, sumRowsPipeline, tokenStatsPipeline } from './kernels/stats.ts';
+import { blockStats, sumRows, sumRowsPipeline, tokenStats, tokenStatsPipeline } from './kernels/stats.ts';
 import { ReadbackLayout } from './readback.ts';
 import { GpuBufferMeter } from './meter.ts';
 import { Recorder, UniformArena, Workspace } from './recorder.ts';
@@ -803,18 +803,22 @@ export class WebGpuBackend implements Backend {
     const stateBytes = rows * hidden * F32;
     const x = this.buffer('x', stateBytes);
     const xIn = wantStats ? this.buffer('xIn', stateBytes) : null;
-    const perToken = wantStats ? this.buffer('perToken', Math.max(rows * 3, 1) * F32) : null;
+    // one per-token table for every block (rows × slots × 3), reduced once after the last block
+    const statsStride = plan.blocks.length * 3;
+    const perToken = wantStats ? this.buffer('perToken', Math.max(rows * statsStride, 1) * F32) : null;
 
     rec.scope = 'embed';
     this.embedTokens(rec, idsBuffer, ids, firstPosition, x, this.embed);
     if (wantStates) rec.copy(x, 0, staging, out.state(0), stateBytes);
     rec.scope = 'block';
+    // x_in is copied once; each block's stats kernel then advances it to that block's output
+    if (xIn) rec.copy(x, 0, xIn, 0, stateBytes);
     plan.blocks.forEach((i, slot) => {
-      if (xIn) rec.copy(x, 0, xIn, 0, stateBytes);
       this.recordBlock(rec, x, rows, i, !skipAttention.has(i), !skipMlp.has(i), firstPosition, cache);
-      if (xIn && perToken) blockStats(rec, xIn, x, rows, hidden, perToken, results, slot);
+      if (xIn && perToken) tokenStats(rec, xIn, x, rows, hidden, perToken, { stride: statsStride, offset: slot * 3, advance: true });
       if (wantStates) rec.copy(x, 0, staging, out.state(slot + 1), stateBytes);
     });
+    if (perToken && statsStride > 0) sumRows(rec, perToken, rows, statsStride, results, 0);
     rec.scope = 'head';
     if (wantHead) this.head(rec, x, rows, headRows, idsBuffer, request.nll ? results : null, out, staging);
     // the head's one logits row is at the start of its 'logits' buffer

@@ -1,7 +1,9 @@
 /**
  * Block statistics on the GPU. `tokenStats`: per token t, with a = x_in,t and b = x_out,t:
- * cos(a, b), arccos(cos)/π and ‖b − a‖/‖b‖ (one workgroup per token). `sumRows` then adds the per-token
- * columns into a slot of a small results buffer, so scoring reads back three floats per block.
+ * cos(a, b), arccos(cos)/π and ‖b − a‖/‖b‖ (one workgroup per token), written at column `offset` of a
+ * row of `stride` floats, so a whole forward's blocks share one per-token table and one `sumRows` at the
+ * end reduces it to three floats per block. With `advance` the kernel then overwrites x_in with x_out:
+ * the next block's input is ready without a copy (each lane rewrites only the elements it read).
  * arccos is evaluated from 1 − cos = ‖â − b̂‖²/2 (no cancellation when cos ≈ 1, where residual streams
  * live) with Abramowitz–Stegun 4.4.46 (|error| ≤ 2e-8), not the platform's acos.
  */
@@ -10,13 +12,13 @@ import { grid, LINEAR_ID, reductions, uniforms } from './common.ts';
 
 const WG = 64;
 
-const TOKEN_STATS_PARAMS = uniforms({ rows: 'u32', width: 'u32' });
+const TOKEN_STATS_PARAMS = uniforms({ rows: 'u32', width: 'u32', stride: 'u32', offset: 'u32', advance: 'u32' });
 const SUM_ROWS_PARAMS = uniforms({ rows: 'u32', cols: 'u32', dstOffset: 'u32' });
 
 function tokenStatsCode(): string {
   return `
 ${TOKEN_STATS_PARAMS.wgsl}
-@group(0) @binding(1) var<storage, read> xin: array<f32>;
+@group(0) @binding(1) var<storage, read_write> xin: array<f32>;
 @group(0) @binding(2) var<storage, read> xout: array<f32>;
 @group(0) @binding(3) var<storage, read_write> perToken: array<f32>;
 ${reductions(WG)}
@@ -47,15 +49,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     e = fma(diff, diff, e);
   }
   let unitDist = reduceSum(e, lane);
+  if (p.advance != 0u) {
+    for (var i = lane; i < p.width; i = i + WG) { xin[o + i] = xout[o + i]; }
+  }
   if (lane == 0u) {
     let cosine = clamp(sums.x / sqrt(sums.y * sums.z), -1.0, 1.0);
     let oneMinus = unitDist * 0.5;
     var angle: f32;
     if (cosine >= 0.0) { angle = acosFrom(cosine, oneMinus); }
     else { angle = PI - acosFrom(-cosine, 1.0 + cosine); }
-    perToken[t * 3u] = cosine;
-    perToken[t * 3u + 1u] = angle / PI;
-    perToken[t * 3u + 2u] = sqrt(sums.w) / nb;
+    let at = t * p.stride + p.offset;
+    perToken[at] = cosine;
+    perToken[at + 1u] = angle / PI;
+    perToken[at + 2u] = sqrt(sums.w) / nb;
   }
 }`;
 }
@@ -84,9 +90,17 @@ export function sumRowsPipeline(rec: Pick<Recorder, 'pipelines'>): GPUComputePip
   return rec.pipelines.get('sum-rows', sumRowsCode);
 }
 
-/** perToken[t] = (cos, angular, relMagnitude) of x_in,t vs x_out,t; perToken holds rows × 3 floats. */
-export function tokenStats(rec: Recorder, xin: GPUBuffer, xout: GPUBuffer, rows: number, width: number, perToken: GPUBuffer): void {
-  rec.dispatch(tokenStatsPipeline(rec), TOKEN_STATS_PARAMS.pack({ rows, width }), [xin, xout, perToken], grid(rows));
+/** Where tokenStats writes: row t's three floats at t · stride + offset; advance = then copy x_out into x_in. */
+export interface TokenStatsLayout {
+  stride: number;
+  offset: number;
+  advance: boolean;
+}
+
+/** perToken[t · stride + offset …] = (cos, angular, relMagnitude) of x_in,t vs x_out,t (default: rows × 3 floats). */
+export function tokenStats(rec: Recorder, xin: GPUBuffer, xout: GPUBuffer, rows: number, width: number, perToken: GPUBuffer, layout: TokenStatsLayout = { stride: 3, offset: 0, advance: false }): void {
+  const { stride, offset, advance } = layout;
+  rec.dispatch(tokenStatsPipeline(rec), TOKEN_STATS_PARAMS.pack({ rows, width, stride, offset, advance: advance ? 1 : 0 }), [xin, xout, perToken], grid(rows));
 }
 
 /** dst[dstOffset + c] = Σ_r src[r · cols + c] for c < cols. */
