@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { unzipSync } from 'fflate';
 import { assertBackend, waitForModel } from './lab-page.mjs';
+import { removalKey as planRemovalKey } from '../../src/engine/plan.ts';
 
 export const backends = ['cpu', 'webgpu'];
 
@@ -17,7 +18,8 @@ const EVAL = { seqLen: 128, maxSequences: 4 };
 const CALIBRATION = { seqLen: 128, maxSequences: 8 };
 const REMOVED = [4, 5, 6];
 
-const removalKey = (blocks) => `b${[...blocks].sort((a, b) => a - b).join(',')}|a|m`;
+/** The lab's key for a whole-block removal (the engine's one removal key). */
+const removalKey = (blocks = []) => planRemovalKey({ blocks });
 
 function base64url(text) {
   return Buffer.from(text, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');

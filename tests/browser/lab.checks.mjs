@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { assertBackend, waitForModel } from './lab-page.mjs';
+import { removalKey as planRemovalKey } from '../../src/engine/plan.ts';
 
 export const backends = ['cpu', 'webgpu'];
 
@@ -17,8 +18,8 @@ const SCORE = { seqLen: 64, maxSequences: 4 };
 const EVAL = { seqLen: 128, maxSequences: 4 };
 const CUT = 1;
 
-// The lab's removal key (src/engine/plan.ts removalKey): ascending whole blocks, no halves.
-const removalKey = (blocks = []) => `b${[...blocks].sort((a, b) => a - b).join(',')}|a|m`;
+/** The lab's key for a whole-block removal (the engine's one removal key). */
+const removalKey = (blocks = []) => planRemovalKey({ blocks });
 
 async function cliJson(run, args) {
   const r = await run(process.execPath, ['cli/bin.mjs', ...args, '--json']);

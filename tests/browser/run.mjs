@@ -17,7 +17,11 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import { register } from 'tsx/esm/api';
 import { serve } from './serve.mjs';
+
+// Check modules import the engine's own TypeScript facts (e.g. plan.ts removalKey) instead of copying them.
+register();
 
 const root = join(import.meta.dirname, '..', '..');
 const started = Date.now();

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { unzipSync } from 'fflate';
 import { assertBackend } from './lab-page.mjs';
+import { removalKey as planRemovalKey } from '../../src/engine/plan.ts';
 
 /** The link round trip runs on both backends; export, hostile links, screenshots and the hub on the CPU only. */
 export const backends = ['cpu', 'webgpu'];
@@ -23,8 +24,8 @@ const TOKENS = 8;
 /** How long the fresh profile's model download is held back, to look at the chart before it arrives. */
 const DOWNLOAD_DELAY_MS = 2500;
 
-// The lab's removal key (src/engine/plan.ts removalKey): ascending whole blocks, no halves.
-const removalKey = (blocks = []) => `b${[...blocks].sort((a, b) => a - b).join(',')}|a|m`;
+/** The lab's key for a whole-block removal (the engine's one removal key). */
+const removalKey = (blocks = []) => planRemovalKey({ blocks });
 
 function base64url(text) {
   return Buffer.from(text, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
