@@ -17,6 +17,51 @@ export const MAX_HEAD_DIM = 256;
 /** window 0 = full causal; softcap 0 = none. */
 const PARAMS = uniforms({ heads: 'u32', kvHeads: 'u32', headDim: 'u32', firstPosition: 'u32', window: 'u32', scale: 'f32', softcap: 'f32' });
 
+/**
+ * The online-softmax loop both attention kernels run (this one and decode.ts's fused one): the visible keys
+ * first … visible − 1 in chunks of WG, one key per lane; running max m and sum l; acc[j] accumulates the
+ * weighted values of the lane's dims (i = lane + j · WG). `dot` is WGSL that adds q · key(pos) into `dot`,
+ * `value` WGSL that sets `val` = dim i of value row `at`; `reduce` the extra reduction arguments (subgroups).
+ * Needs in scope: qs, weights, DIMS_PER_LANE, reduceMax/reduceSum, tanhExp, p.scale/p.softcap, first, visible, d.
+ */
+export function onlineSoftmaxWgsl(o: { dot: string; value: string; reduce: string }): string {
+  return `  var m = -3.0e38;
+  var l = 0.0;
+  var acc: array<f32, DIMS_PER_LANE>;
+  for (var c0 = first; c0 < visible; c0 = c0 + WG) {
+    let pos = c0 + lane;
+    var s = -3.0e38;
+    if (pos < visible) {
+      var dot = 0.0;
+      ${o.dot}
+      s = dot * p.scale;
+      if (p.softcap > 0.0) { s = p.softcap * tanhExp(s / p.softcap); }
+    }
+    let mNew = max(m, reduceMax(s, lane${o.reduce}));
+    var e = 0.0;
+    if (pos < visible) { e = exp(s - mNew); }
+    weights[lane] = e;
+    let chunkSum = reduceSum(e, lane${o.reduce});
+    let correction = exp(m - mNew);
+    l = l * correction + chunkSum;
+    m = mNew;
+    let count = min(WG, visible - c0);
+    for (var j = 0u; j < DIMS_PER_LANE; j = j + 1u) {
+      let i = lane + j * WG;
+      if (i < d) {
+        var a = acc[j] * correction;
+        for (var t = 0u; t < count; t = t + 1u) {
+          let at = c0 + t;
+          ${o.value}
+          a = fma(weights[t], val, a);
+        }
+        acc[j] = a;
+      }
+    }
+    workgroupBarrier();
+  }`;
+}
+
 function code(): string {
   return `
 ${PARAMS.wgsl}
@@ -42,38 +87,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let visible = p.firstPosition + r + 1u;
   var first = 0u;
   if (p.window > 0u && visible > p.window) { first = visible - p.window; }
-  var m = -3.0e38;
-  var l = 0.0;
-  var acc: array<f32, ${MAX_HEAD_DIM / WG}>;
-  for (var c0 = first; c0 < visible; c0 = c0 + WG) {
-    let pos = c0 + lane;
-    var s = -3.0e38;
-    if (pos < visible) {
-      let ko = pos * kvStride + kvh * d;
-      var dot = 0.0;
-      for (var i = 0u; i < d; i = i + 1u) { dot = fma(qs[i], keys[ko + i], dot); }
-      s = dot * p.scale;
-      if (p.softcap > 0.0) { s = p.softcap * tanhExp(s / p.softcap); }
-    }
-    let mNew = max(m, reduceMax(s, lane));
-    var e = 0.0;
-    if (pos < visible) { e = exp(s - mNew); }
-    weights[lane] = e;
-    let chunkSum = reduceSum(e, lane);
-    let correction = exp(m - mNew);
-    l = l * correction + chunkSum;
-    m = mNew;
-    let count = min(WG, visible - c0);
-    for (var j = 0u; j < DIMS_PER_LANE; j = j + 1u) {
-      let i = lane + j * WG;
-      if (i < d) {
-        var a = acc[j] * correction;
-        for (var t = 0u; t < count; t = t + 1u) { a = fma(weights[t], values[(c0 + t) * kvStride + kvh * d + i], a); }
-        acc[j] = a;
-      }
-    }
-    workgroupBarrier();
-  }
+${onlineSoftmaxWgsl({
+  dot: `let ko = pos * kvStride + kvh * d;
+      for (var i = 0u; i < d; i = i + 1u) { dot = fma(qs[i], keys[ko + i], dot); }`,
+  value: 'let val = values[at * kvStride + kvh * d + i];',
+  reduce: '',
+})}
   for (var j = 0u; j < DIMS_PER_LANE; j = j + 1u) {
     let i = lane + j * WG;
     if (i < d) { out[qo + i] = acc[j] / l; }

@@ -15,7 +15,7 @@
 import type { Binding, Recorder } from '../recorder.ts';
 import type { GpuMatrix } from '../tensors.ts';
 import { grid, LINEAR_ID, MATH_WGSL, reductions, subgroupHeader, uniforms, WEIGHT_ELEMENT_BYTES, type WeightFormat, weightBinding } from './common.ts';
-import { MAX_HEAD_DIM } from './attention.ts';
+import { MAX_HEAD_DIM, onlineSoftmaxWgsl } from './attention.ts';
 
 /** GEMV shape, as matmul.ts: 8 lanes split the inner dimension of each of 8 outputs per workgroup. */
 const LANES = 8;
@@ -275,47 +275,17 @@ ${prepare('kn', 'kw')}
   let visible = P + 1u;
   var first = 0u;
   if (p.window > 0u && visible > p.window) { first = visible - p.window; }
-  var m = -3.0e38;
-  var l = 0.0;
-  var acc: array<f32, ${MAX_HEAD_DIM / ATT_WG}>;
-  for (var c0 = first; c0 < visible; c0 = c0 + WG) {
-    let pos = c0 + lane;
-    var s = -3.0e38;
-    if (pos < visible) {
-      var dot = 0.0;
-      if (pos == P) {
+${onlineSoftmaxWgsl({
+  // the new token's key and value come from workgroup memory (this kernel wrote them to the cache above)
+  dot: `if (pos == P) {
         for (var i = 0u; i < d; i = i + 1u) { dot = fma(qs[i], kn[i], dot); }
       } else {
         let ko = pos * kvStride + kvh * d;
         for (var i = 0u; i < d; i = i + 1u) { dot = fma(qs[i], keys[ko + i], dot); }
-      }
-      s = dot * p.scale;
-      if (p.softcap > 0.0) { s = p.softcap * tanhExp(s / p.softcap); }
-    }
-    let mNew = max(m, reduceMax(s, lane${sg}));
-    var e = 0.0;
-    if (pos < visible) { e = exp(s - mNew); }
-    weights[lane] = e;
-    let chunkSum = reduceSum(e, lane${sg});
-    let correction = exp(m - mNew);
-    l = l * correction + chunkSum;
-    m = mNew;
-    let count = min(WG, visible - c0);
-    for (var j = 0u; j < DIMS_PER_LANE; j = j + 1u) {
-      let i = lane + j * WG;
-      if (i < d) {
-        var a = acc[j] * correction;
-        for (var t = 0u; t < count; t = t + 1u) {
-          let at = c0 + t;
-          var val: f32;
-          if (at == P) { val = vn[i]; } else { val = values[at * kvStride + kvh * d + i]; }
-          a = fma(weights[t], val, a);
-        }
-        acc[j] = a;
-      }
-    }
-    workgroupBarrier();
-  }
+      }`,
+  value: 'var val: f32;\n          if (at == P) { val = vn[i]; } else { val = values[at * kvStride + kvh * d + i]; }',
+  reduce: sg,
+})}
   for (var j = 0u; j < DIMS_PER_LANE; j = j + 1u) {
     let i = lane + j * WG;
     if (i < d) { out[h * d + i] = acc[j] / l; }
