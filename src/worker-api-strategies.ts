@@ -7,7 +7,7 @@ import type { LensToken } from './analysis/logit-lens.ts';
 import type { SimilarityMatrix } from './analysis/similarity.ts';
 import type { SpeedPoint } from './analysis/speed.ts';
 import type { Strategy, SweepProgress, SweepResult, SweepStepEvent } from './analysis/sweep.ts';
-import type { Outcome, RemovalSet, TextSourceSpec, WindowSettings } from './worker-api.ts';
+import type { BlockPassProgress, Outcome, RemovalSet, TextSourceSpec, WindowSettings } from './worker-api.ts';
 
 export type { SimilarityMatrix } from './analysis/similarity.ts';
 export type { SpeedPoint } from './analysis/speed.ts';
@@ -96,10 +96,13 @@ export interface SpeedResult {
 export interface StrategiesApi {
   /** The strategy sweep (analysis/sweep.ts runSweep); every measured step streams through onStep. */
   sweep(jobId: string, settings: SweepSettings, onStep?: (event: SweepStepEvent) => void, onProgress?: (progress: SweepProgress) => void): Promise<Outcome<SweepResult>>;
-  /** Mean cos and angular distance between every pair of the full model's residual states. */
-  similarity(jobId: string, text: TextSourceSpec, windows: WindowSettings): Promise<Outcome<SimilarityMatrix>>;
-  /** Top tokens from every residual state (final norm + LM head) for each prompt position. */
-  logitLens(jobId: string, prompt: string, removal: RemovalSet, top: number, maxPositions: number): Promise<Outcome<LensView>>;
+  /**
+   * Mean cos and angular distance between every pair of the full model's residual states. A block-streamed
+   * model computes it in one pass over its blocks, told per block through onBlocks.
+   */
+  similarity(jobId: string, text: TextSourceSpec, windows: WindowSettings, onBlocks?: (progress: BlockPassProgress) => void): Promise<Outcome<SimilarityMatrix>>;
+  /** Top tokens from every residual state (final norm + LM head) for each prompt position; onBlocks as for similarity. */
+  logitLens(jobId: string, prompt: string, removal: RemovalSet, top: number, maxPositions: number, onBlocks?: (progress: BlockPassProgress) => void): Promise<Outcome<LensView>>;
   /** Accuracy (acc, acc_norm) of the full model and of the model with the removal. */
   mc(jobId: string, tasks: McTasksSpec, removal: RemovalSet, onProgress?: (done: number, total: number) => void): Promise<Outcome<McComparison>>;
   /** Accuracy for each removal set in turn (e.g. the steps of a sweep); onResult as each one finishes. */

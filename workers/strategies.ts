@@ -16,7 +16,7 @@ import type { Model } from '../src/engine/model.ts';
 import { makePlan } from '../src/engine/plan.ts';
 import { windows } from '../src/engine/tokenizer.ts';
 import type { LensView, McComparison, McSummary, McTasksSpec, SpeedResult, StrategiesApi } from '../src/worker-api-strategies.ts';
-import type { Outcome, RemovalSet, TextSourceSpec, WindowSettings } from '../src/worker-api.ts';
+import type { BlockPassProgress, Outcome, RemovalSet, TextSourceSpec, WindowSettings } from '../src/worker-api.ts';
 
 /** What engine.worker.ts lends: its job runner (per-job cancel, errors as values) and model helpers. */
 export interface WorkerContext {
@@ -41,6 +41,13 @@ const NOTHING = (r: RemovalSet) => r.blocks.length + r.attention.length + r.mlp.
 
 function summary(result: McResult, items: readonly EncodedMcItem[]): McSummary {
   return { accuracy: result.accuracy, accNorm: result.accNorm, n: result.n, meanChoices: items.reduce((a, i) => a + i.continuations.length, 0) / items.length };
+}
+
+/** The job's view of the model; a block-streamed pass tells `onBlocks` after each block (the status line's "block 7 / 12 · … read"). */
+function blockReporting(ctx: WorkerContext, model: Model, onBlocks: ((progress: BlockPassProgress) => void) | undefined): Model {
+  const view = ctx.jobView(model);
+  if (model.mode === 'streamed') view.onBlock = (done, total, p) => ctx.notify(onBlocks, { done, total, bytesRead: p.bytesRead, elapsedMs: p.elapsedMs });
+  return view;
 }
 
 export function strategiesApi(ctx: WorkerContext): StrategiesApi {
@@ -100,20 +107,20 @@ export function strategiesApi(ctx: WorkerContext): StrategiesApi {
       }
     },
 
-    similarity(jobId, text, settings) {
-      return ctx.job(jobId, undefined, async (signal) => {
+    similarity(jobId, text, settings, onBlocks) {
+      return ctx.job(jobId, onBlocks, async (signal) => {
         const model = ctx.requireModel();
         const calibration = await sequences(model, text, settings, 'calibration', signal);
-        return layerSimilarity(ctx.jobView(model), calibration, makePlan(model.spec.layers), { signal });
+        return layerSimilarity(blockReporting(ctx, model, onBlocks), calibration, makePlan(model.spec.layers), { signal });
       });
     },
 
-    logitLens(jobId, prompt, removal, top, maxPositions) {
-      return ctx.job(jobId, undefined, async (signal): Promise<LensView> => {
+    logitLens(jobId, prompt, removal, top, maxPositions, onBlocks) {
+      return ctx.job(jobId, onBlocks, async (signal): Promise<LensView> => {
         const model = ctx.requireModel();
         const tokenizer = model.requireTokenizer();
         const ids = tokenizer.encode(prompt);
-        const lens = await logitLens(ctx.jobView(model), ids, makePlan(model.spec.layers, removal), { top });
+        const lens = await logitLens(blockReporting(ctx, model, onBlocks), ids, makePlan(model.spec.layers, removal), { top, signal });
         if (signal.aborted) throw new DOMException('cancelled', 'AbortError');
         const shown = lens.positions.slice(-Math.max(1, maxPositions));
         const from = lens.positions.length - shown.length;

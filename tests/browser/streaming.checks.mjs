@@ -18,6 +18,8 @@ const BLOCKS = 12;
 /** Page vs CLI on WebGPU (Chromium's Dawn vs the webgpu package's, both SwiftShader): as lab.checks.mjs. */
 const TOLERANCE = 1e-5;
 const REPO = 'prunelab-test/sotu-llama-streamed';
+/** The Strategies section's default heatmap windows: 2 × 64 tokens of the built-in calibration text. */
+const HEAT_SEQUENCES = 2;
 
 const files = () => readdirSync(MODEL).filter((f) => f.endsWith('.json') || f.endsWith('.safetensors'));
 
@@ -27,7 +29,10 @@ export async function prepare({ run }) {
   if (r.code !== 0) throw new Error(`prunelab score failed: ${r.stderr}`);
   const score = JSON.parse(r.stdout);
   if (score.memory?.mode !== 'streamed') throw new Error(`the CLI ran ${score.memory?.mode}, not streamed, under --gpu-memory ${BUDGET_MIB}`);
-  return { score };
+  // The heatmap's windows (the Strategies section's default 2 × 64): its neighbour cells (i, i + 1) are this score's BI and angular.
+  const h = await run(process.execPath, [...args.slice(0, -2), '--max-sequences', String(HEAT_SEQUENCES), '--backend', 'webgpu', '--gpu-memory', String(BUDGET_MIB), '--json']);
+  if (h.code !== 0) throw new Error(`prunelab score failed: ${h.stderr}`);
+  return { score, heatScore: JSON.parse(h.stdout) };
 }
 
 export async function setup({ browser, baseUrl }) {
@@ -152,6 +157,55 @@ export const checks = [
     },
   },
   {
+    name: 'the similarity heatmap of a streamed model: computed when asked (no pass by itself), per-block progress, cancel, then its neighbour cells equal `prunelab score --gpu-memory 4 --json`',
+    timeout: 300_000,
+    async run({ page, prepared, screenshotDir }) {
+      if (prepared?.error) throw prepared.error;
+      const heatmap = page.getByTestId('similarity-heatmap');
+      const compute = page.getByTestId('heat-compute');
+      await compute.waitFor({ timeout: 30_000 });
+      assert.match(await heatmap.textContent(), /This model streams its blocks: the heatmap is one pass that reads all 12 of them/);
+      assert.equal(await page.getByTestId('heat-cell').count(), 0, 'no pass ran by itself');
+      const progressText = () => page.getByTestId('heat-progress').textContent();
+      // Cancel between blocks: no matrix, the button back.
+      await compute.click();
+      await page.waitForFunction(() => /^block [2-9] \/ 12 /.test(document.querySelector('[data-testid=heat-progress]')?.textContent ?? ''), null, { timeout: 120_000 });
+      await page.getByTestId('heat-cancel').click();
+      await compute.waitFor({ timeout: 30_000 });
+      assert.equal(await page.getByTestId('heat-cell').count(), 0, 'a cancelled pass leaves no matrix');
+      // The whole pass, its progress recorded as it goes.
+      await compute.click();
+      const seen = new Set();
+      while ((await page.getByTestId('heat-cell').count()) === 0) {
+        const text = await progressText().catch(() => null);
+        if (text) seen.add(text.trim());
+        await page.waitForTimeout(100);
+      }
+      const blocks = [...seen].filter((t) => t.startsWith('block'));
+      for (const text of blocks) assert.match(text, /^block \d+ \/ 12 · [\d.]+ (KB|MB) read( · \d+ s left)?$/, `progress text "${text}"`);
+      assert.ok(new Set(blocks.map((t) => /^block (\d+)/.exec(t)[1])).size >= 3, `per-block progress: saw ${blocks.join(' | ')}`);
+      await heatmap.scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(screenshotDir, 'streaming-heatmap.png') });
+      const cells = await page.$$eval('[data-testid=heat-cell]', (els) =>
+        els.map((e) => ({ i: Number(e.dataset.i), j: Number(e.dataset.j), cos: Number(e.dataset.cos), angular: Number(e.dataset.angular) })),
+      );
+      assert.equal(cells.length, (BLOCKS * (BLOCKS + 1)) / 2, 'one cell per pair i < j of states 0 … 12');
+      let worst = 0;
+      for (const block of prepared.heatScore.blocks) {
+        const cell = cells.find((c) => c.i === block.index && c.j === block.index + 1);
+        for (const [page_, cli] of [
+          [1 - cell.cos, block.bi],
+          [cell.angular, block.angular],
+        ]) {
+          worst = Math.max(worst, Math.abs(page_ - cli));
+          assert.ok(Math.abs(page_ - cli) <= TOLERANCE, `cell (${cell.i}, ${cell.j}): ${page_} vs CLI ${cli}`);
+        }
+      }
+      assert.equal(await compute.count(), 0, 'an up-to-date matrix needs no button');
+      console.log(`#   heatmap: ${cells.length} cells after ${blocks.length} progress steps; neighbour cells vs the CLI's streamed score: max |diff| = ${worst.toExponential(2)}`);
+    },
+  },
+  {
     name: 'a picked model folder larger than the budget: streamed, per-block progress in the status bar, the chart equals `prunelab score --gpu-memory 4 --json`',
     timeout: 300_000,
     async run({ page, prepared, screenshotDir }) {
@@ -208,6 +262,81 @@ export const checks = [
       console.log(
         `#   hub: read ${(atLoad / 1e6).toFixed(2)} MB at load, ${((served.bytes - atLoad) / 1e6).toFixed(2)} MB while scoring (${served.ranges} ranges); max |page − CLI| = ${worst.toExponential(2)}`,
       );
+    },
+  },
+  {
+    name: 'the compare panel on a streamed model: what the full model needs resident, nothing streamed until asked, "Generate streamed anyway" with its cost, Stop cancels, the text equals `prunelab generate --allow-streamed`',
+    timeout: 300_000,
+    async run({ page, run, screenshotDir }) {
+      await page.getByTestId('model-name').waitFor({ timeout: 110_000 });
+      const panel = page.getByTestId('compare-panel');
+      const memory = page.getByTestId('compare-memory');
+      await setNumber(page, 'max-tokens', 24);
+      await page.getByTestId('generate').click();
+      await page.waitForSelector('[data-testid=compare-memory][data-original=streamed] [data-testid=generate-streamed]', { timeout: 60_000 });
+      await page.waitForSelector('[data-testid=output-original][data-busy=false]', { timeout: 60_000 });
+      assert.match(
+        await memory.textContent(),
+        /^\s*Block-streamed model \(budget 4\.0 MB\): the full model needs [\d.]+ MB to run resident, more than the budget;\s+nothing is cut\.\s+Generate streamed anyway\s+each token is one block-streamed pass that re-reads 4\.5 MB of weights( \(about [\d.]+ s per token at the last pass's read rate\))?; or cut more blocks, or raise the GPU budget in the Model panel\.\s*$/,
+      );
+      assert.match(await page.getByTestId('note-original').textContent(), /not generated: it would stream, re-reading 4\.5 MB of weights per token/);
+      assert.equal(await page.getByTestId('generated-original').textContent(), '');
+      assert.doesNotMatch(await panel.textContent(), /field gpu-memory|needs the model resident/);
+      await panel.scrollIntoViewIfNeeded();
+      await panel.screenshot({ path: join(screenshotDir, 'streaming-compare-offer.png') });
+      // Asked: both sides (nothing cut) generate block-streamed; Stop ends them between blocks.
+      await page.getByTestId('generate-streamed').click();
+      await page.waitForFunction(() => (document.querySelector('[data-testid=generated-original]')?.textContent ?? '').length > 0, null, { timeout: 120_000 });
+      await panel.getByRole('button', { name: 'Stop' }).click();
+      await page.waitForSelector('[data-testid=output-original][data-busy=false]', { timeout: 30_000 });
+      await page.waitForSelector('[data-testid=output-pruned][data-busy=false]', { timeout: 30_000 });
+      const stopped = Number(/^(\d+) tokens/.exec((await page.locator('[data-testid=output-original] .meta').textContent()).trim())[1]);
+      assert.ok(stopped >= 1 && stopped < 24, `Stop ended the streamed generation after ${stopped} of 24 tokens`);
+      // From now on this model generates streamed without asking; the text is the CLI's.
+      await setNumber(page, 'max-tokens', 4);
+      await page.getByTestId('generate').click();
+      await page.waitForFunction(() => /^4 tokens/.test(document.querySelector('[data-testid=output-original] .meta')?.textContent.trim() ?? ''), null, { timeout: 120_000 });
+      await page.waitForSelector('[data-testid=output-original][data-busy=false]', { timeout: 60_000 });
+      assert.match(await page.getByTestId('streamed-cost').textContent(), /^Generating streamed: each token re-reads 4\.5 MB of weights\.$/);
+      const prompt = await page.getByTestId('prompt').inputValue();
+      const r = await run(process.execPath, ['cli/bin.mjs', 'generate', '--model', MODEL, '--prompt', prompt, '--max-new-tokens', '4', '--backend', 'webgpu', '--gpu-memory', String(BUDGET_MIB), '--allow-streamed', '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const cli = JSON.parse(r.stdout);
+      assert.equal(cli.generation.mode, 'streamed');
+      assert.equal(await page.getByTestId('generated-original').textContent(), cli.text);
+      console.log(`#   stopped after ${stopped} streamed tokens; 4 streamed tokens "${cli.text}" as the CLI's`);
+    },
+  },
+  {
+    name: 'the compare panel runs a pruned model that fits the budget resident (only its blocks loaded) while the full one would stream: the text equals the CLI’s',
+    timeout: 300_000,
+    async run({ page, baseUrl, run, screenshotDir }) {
+      const budget = 8;
+      const removed = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+      await page.goto(`${baseUrl}?backend=webgpu&gpu-memory=${budget}`);
+      await waitForModel(page);
+      await page.waitForSelector('[data-testid=compare-memory][data-original=streamed]', { timeout: 60_000 });
+      for (const index of removed) await page.locator(`[data-testid=block-cell][data-index="${index}"]`).click();
+      await page.waitForSelector('[data-testid=compare-memory][data-pruned=kept-blocks-resident]', { timeout: 60_000 });
+      await page.waitForFunction(() => /^32 tokens/.test(document.querySelector('[data-testid=output-pruned] .meta')?.textContent.trim() ?? ''), null, { timeout: 120_000 });
+      const memory = page.getByTestId('compare-memory');
+      assert.match(
+        await memory.textContent(),
+        /the full model needs [\d.]+ MB to run resident, more than the budget;\s+the pruned model \(3 of 12 blocks\) needs [\d.]+ MB: it fits, so it runs resident with only its blocks loaded\.\s+Generate streamed anyway\s+each token is one block-streamed pass that re-reads 4\.5 MB of weights/,
+      );
+      assert.match(await page.getByTestId('note-original').textContent(), /not generated: it would stream/);
+      const panel = page.getByTestId('compare-panel');
+      assert.doesNotMatch(await panel.textContent(), /field gpu-memory|needs the model resident/);
+      await panel.scrollIntoViewIfNeeded();
+      await panel.screenshot({ path: join(screenshotDir, 'streaming-compare-pruned-resident.png') });
+      const prompt = await page.getByTestId('prompt').inputValue();
+      const cliArgs = ['cli/bin.mjs', 'generate', '--model', MODEL, '--prompt', prompt, '--max-new-tokens', '32', '--remove', removed.join(','), '--backend', 'webgpu', '--json'];
+      const r = await run(process.execPath, [...cliArgs, '--gpu-memory', String(budget)]);
+      assert.equal(r.code, 0, r.stderr);
+      const cli = JSON.parse(r.stdout);
+      assert.equal(cli.generation.mode, 'kept-blocks-resident');
+      assert.equal(await page.getByTestId('generated-pruned').textContent(), cli.text);
+      console.log(`#   pruned (3 of 12 blocks) resident under ${budget} MiB: "${cli.text.slice(0, 40)}…" as the CLI's`);
     },
   },
   {

@@ -6,7 +6,7 @@
 import { cellRemoval, type SimilarityMatrix } from '../../analysis/similarity.ts';
 import type { Strategy, SweepProgress, SweepStep, SweepStepEvent } from '../../analysis/sweep.ts';
 import type { McSummary, McTasksSpec, SpeedPoint } from '../../worker-api-strategies.ts';
-import type { RemovalSet } from '../../worker-api.ts';
+import type { BlockPassProgress, RemovalSet } from '../../worker-api.ts';
 import { engine, proxy } from '../engine-client.ts';
 import { type Cut, lab, notify } from '../state.svelte.ts';
 import { strategies } from './state.svelte.ts';
@@ -118,15 +118,30 @@ export function cancelSweep(): void {
 
 // ---- similarity heatmap ------------------------------------------------------------------------------
 
+/** The calibration text and windows a heatmap is made with: a matrix with another key is out of date. */
+export function similarityKey(): string {
+  return JSON.stringify([lab.calibration.kind === 'builtin' ? lab.calibration.name : lab.calibration.label, strategies.calibrationWindows]);
+}
+
 export async function refreshSimilarity(): Promise<void> {
   if (!lab.model?.hasTokenizer) return;
   const isCurrent = ticket('similarity');
-  const key = JSON.stringify([lab.calibration.kind === 'builtin' ? lab.calibration.name : lab.calibration.label, strategies.calibrationWindows]);
-  strategies.similarity = { ...strategies.similarity, busy: true, error: null };
-  const outcome = await engine.similarity('similarity', lab.calibration, { ...strategies.calibrationWindows });
+  const key = similarityKey();
+  strategies.similarity = { ...strategies.similarity, busy: true, error: null, blocks: null };
+  const onBlocks = proxy((blocks: BlockPassProgress) => {
+    if (isCurrent() && strategies.similarity.busy) strategies.similarity = { ...strategies.similarity, blocks };
+  });
+  const outcome = await engine.similarity('similarity', lab.calibration, { ...strategies.calibrationWindows }, onBlocks);
   if (!isCurrent()) return;
-  if (outcome.ok) strategies.similarity = { value: outcome.value, busy: false, error: null, key };
-  else strategies.similarity = { ...strategies.similarity, busy: false, error: outcome.cancelled ? null : outcome.message };
+  if (outcome.ok) strategies.similarity = { value: outcome.value, busy: false, error: null, key, blocks: null };
+  else strategies.similarity = { ...strategies.similarity, busy: false, error: outcome.cancelled ? null : outcome.message, blocks: null };
+}
+
+/** Stops a heatmap pass (a block-streamed model's takes a pass over every block). */
+export function cancelSimilarity(): void {
+  ticket('similarity');
+  strategies.similarity = { ...strategies.similarity, busy: false, blocks: null };
+  void engine.cancel('similarity');
 }
 
 // ---- logit lens --------------------------------------------------------------------------------------
@@ -138,11 +153,14 @@ export async function refreshLens(): Promise<void> {
   if (!prompt) return;
   const isCurrent = ticket('lens');
   const removalKey = lab.removalKey;
-  strategies.lens = { ...strategies.lens, busy: true, error: null };
-  const outcome = await engine.logitLens('lens', prompt, copyRemoval(), 3, 12);
+  strategies.lens = { ...strategies.lens, busy: true, error: null, blocks: null };
+  const onBlocks = proxy((blocks: BlockPassProgress) => {
+    if (isCurrent() && strategies.lens.busy) strategies.lens = { ...strategies.lens, blocks };
+  });
+  const outcome = await engine.logitLens('lens', prompt, copyRemoval(), 3, 12, onBlocks);
   if (!isCurrent()) return;
-  if (outcome.ok) strategies.lens = { value: outcome.value, busy: false, error: null, prompt, removalKey };
-  else strategies.lens = { ...strategies.lens, busy: false, error: outcome.cancelled ? null : outcome.message };
+  if (outcome.ok) strategies.lens = { value: outcome.value, busy: false, error: null, prompt, removalKey, blocks: null };
+  else strategies.lens = { ...strategies.lens, busy: false, error: outcome.cancelled ? null : outcome.message, blocks: null };
 }
 
 // ---- downstream check ----------------------------------------------------------------------------------

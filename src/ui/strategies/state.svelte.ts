@@ -5,7 +5,7 @@
  */
 import { BLOCK_STRATEGIES, type Strategy, type SweepProgress, type SweepResult, type SweepStep } from '../../analysis/sweep.ts';
 import type { LensView, McComparison, McSummary, SimilarityMatrix, SpeedPoint, SweepSettings } from '../../worker-api-strategies.ts';
-import type { WindowSettings } from '../../worker-api.ts';
+import type { BlockPassProgress, WindowSettings } from '../../worker-api.ts';
 
 export interface SweepRun {
   settings: SweepSettings;
@@ -33,6 +33,15 @@ export interface Busy<T> {
 export interface LensState extends Busy<LensView> {
   prompt: string;
   removalKey: string;
+  /** Where a block-streamed model's pass is while busy; null otherwise. */
+  blocks: BlockPassProgress | null;
+}
+
+export interface SimilarityState extends Busy<SimilarityMatrix> {
+  /** The calibration text and windows the matrix was made with (actions.ts similarityKey). */
+  key: string;
+  /** Where a block-streamed model's pass is while busy; null otherwise. */
+  blocks: BlockPassProgress | null;
 }
 
 export interface McState extends Busy<McComparison> {
@@ -80,9 +89,9 @@ class StrategiesState {
   zoom = $state(true);
 
   heatMetric = $state<'cos' | 'angular'>('angular');
-  similarity = $state.raw<Busy<SimilarityMatrix> & { key: string }>({ ...idle(), key: '' });
+  similarity = $state.raw<SimilarityState>({ ...idle(), key: '', blocks: null });
 
-  lens = $state.raw<LensState>({ ...idle(), prompt: '', removalKey: '' });
+  lens = $state.raw<LensState>({ ...idle(), prompt: '', removalKey: '', blocks: null });
 
   mcSource = $state.raw<McSource>({ kind: 'cloze' });
   /** Cloze questions: each costs 4 forwards of up to ~150 tokens per model (about 2 s on the CPU backend). */
@@ -99,8 +108,8 @@ export const strategies = new StrategiesState();
 /** A new model: everything measured on the old one goes; `keepRun` keeps a link's sweep for the model it names. */
 export function resetStrategies(keepRun = false): void {
   if (!keepRun) strategies.run = null;
-  strategies.similarity = { ...idle(), key: '' };
-  strategies.lens = { ...idle(), prompt: '', removalKey: '' };
+  strategies.similarity = { ...idle(), key: '', blocks: null };
+  strategies.lens = { ...idle(), prompt: '', removalKey: '', blocks: null };
   strategies.mc = { ...idle(), progress: null, removalKey: '' };
   strategies.mcAlong = { strategy: null, steps: [], points: [], busy: false, error: null };
   strategies.speed = { points: [], order: null, orderLabel: '', layers: 0, busy: false, error: null };
