@@ -8,6 +8,7 @@
 import type { BlockScore, Metric } from './analysis/influence.ts';
 import type { Bootstrap, Refusal } from './analysis/uncertainty.ts';
 import type { BlockStatSums } from './engine/backend.ts';
+import type { DecodeRun } from './engine/model.ts';
 import type { BlockParameters } from './analysis/parameters.ts';
 import type { HandoffFormat, HandoffPlan, HandoffSource } from './export/handoff.ts';
 import type { HealApi, ModelVariant } from './worker-api-heal.ts';
@@ -15,6 +16,7 @@ import type { StrategiesApi } from './worker-api-strategies.ts';
 
 export type { BlockScore, Metric } from './analysis/influence.ts';
 export type { BlockParameters } from './analysis/parameters.ts';
+export type { DecodeRun } from './engine/model.ts';
 
 /** Where a model comes from. `builtin` names a folder under public/models/. */
 export type ModelSourceSpec =
@@ -151,6 +153,13 @@ export interface TokenEvent {
 export interface GenerateResult extends TokenEvent {
   promptTokens: number;
   ms: number;
+  /** How it ran (Model.decodeRun): resident, a streamed model's kept blocks resident, or block-streamed (asked for). */
+  run: DecodeRun | null;
+}
+
+/** Next-token work on a block-streamed model whose plan does not fit the budget runs streamed only when asked: each token re-reads the kept blocks. */
+export interface DecodeOptions {
+  allowStreamed?: boolean;
 }
 
 export interface PerplexityResult {
@@ -189,7 +198,10 @@ export interface EngineApi extends StrategiesApi, HealApi {
     settings: GenerateSettings,
     onToken?: (t: TokenEvent) => void,
     variant?: ModelVariant,
+    options?: DecodeOptions,
   ): Promise<Outcome<GenerateResult>>;
+  /** How generating this prompt with these settings and this cut would run (Model.decodeRun): the memory the full and the pruned model need against the budget, the cost when streamed. */
+  decodeRun(prompt: string, removal: RemovalSet, settings: GenerateSettings, variant?: ModelVariant): Promise<Outcome<DecodeRun>>;
   perplexity(
     jobId: string,
     text: TextSourceSpec,
@@ -198,7 +210,7 @@ export interface EngineApi extends StrategiesApi, HealApi {
     onProgress?: (done: number, total: number) => void,
     variant?: ModelVariant,
   ): Promise<Outcome<PerplexityResult>>;
-  nextTokenTop(jobId: string, prompt: string, removal: RemovalSet, k: number, variant?: ModelVariant): Promise<Outcome<NextToken[]>>;
+  nextTokenTop(jobId: string, prompt: string, removal: RemovalSet, k: number, variant?: ModelVariant, options?: DecodeOptions): Promise<Outcome<NextToken[]>>;
   /** Aborts a running job (no-op when it already ended). */
   cancel(jobId: string): void;
 

@@ -17,7 +17,7 @@ import { describeError, PruneLabError } from '../src/engine/errors.ts';
 import { assertFiniteScores, assertFiniteWeights } from '../src/engine/finite.ts';
 import { checkPrompt } from '../src/engine/limits.ts';
 import { chooseMemoryMode, defaultGpuBudget, type ModeDecision } from '../src/engine/memory.ts';
-import { accumulateStats, type BackendKind, createBackend, Model } from '../src/engine/model.ts';
+import { accumulateStats, type BackendKind, createBackend, type DecodeRun, Model } from '../src/engine/model.ts';
 import { makePlan } from '../src/engine/plan.ts';
 import { topTokens } from '../src/engine/sampling.ts';
 import { hubModelSource } from '../src/engine/hub.ts';
@@ -391,20 +391,22 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
     });
   },
 
-  generate(jobId, prompt, removal, settings: GenerateSettings, onToken, variant) {
+  generate(jobId, prompt, removal, settings: GenerateSettings, onToken, variant, options) {
     return job(jobId, onToken, async (signal) => {
       const start = performance.now();
       const model = modelForVariant(requireModel(), variant, removal);
       const tokenizer = model.requireTokenizer();
       const promptIds = tokenizer.encode(prompt);
       // Speed = one token per decode forward (the prompt pass excluded), from the median forward time so a
-      // pause elsewhere in the machine does not swing it.
+      // pause elsewhere in the machine does not swing it; streamed (no forwards), the time between tokens.
       let forwards = 0;
       const decodeMs: number[] = [];
       const view = jobView(model, (ms) => {
         if (forwards++ > 0) decodeMs.push(ms);
       });
       const ids: number[] = [];
+      let run: DecodeRun | null = null;
+      let lastToken = 0;
       const event = (): TokenEvent => {
         const sorted = [...decodeMs].sort((a, b) => a - b);
         const median = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
@@ -417,12 +419,17 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
         seed: settings.seed,
         stopAtEos: true,
         signal,
+        allowStreamed: options?.allowStreamed,
+        onRun: (r) => (run = r),
         onToken: (id) => {
+          const now = performance.now();
+          if (run?.mode === 'streamed' && ids.length > 0) decodeMs.push(now - lastToken);
+          lastToken = now;
           ids.push(id);
           notify(onToken, event());
         },
       });
-      return { ...event(), promptTokens: promptIds.length, ms: performance.now() - start };
+      return { ...event(), promptTokens: promptIds.length, ms: performance.now() - start, run };
     });
   },
 
@@ -438,14 +445,22 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
     });
   },
 
-  nextTokenTop(jobId, prompt, removal, k, variant) {
+  decodeRun(prompt, removal, settings, variant) {
+    return job(`decodeRun:${Math.random()}`, undefined, async () => {
+      const model = modelForVariant(requireModel(), variant, removal);
+      const promptIds = model.requireTokenizer().encode(prompt);
+      return model.decodeRun(makePlan(model.spec.layers, removal), Math.min(promptIds.length + settings.maxNewTokens, model.spec.maxPositions));
+    });
+  },
+
+  nextTokenTop(jobId, prompt, removal, k, variant, options) {
     return job(jobId, undefined, async (signal): Promise<NextToken[]> => {
       const model = modelForVariant(requireModel(), variant, removal);
       const tokenizer = model.requireTokenizer();
       const promptIds = tokenizer.encode(prompt);
       const promptProblem = checkPrompt(promptIds.length, 1, model.spec);
       if (promptProblem?.level === 'error') throw new PruneLabError(promptProblem.message, { field: 'prompt' });
-      const row = await jobView(model).lastLogits(promptIds, makePlan(model.spec.layers, removal));
+      const row = await jobView(model).lastLogits(promptIds, makePlan(model.spec.layers, removal), { allowStreamed: options?.allowStreamed, signal });
       if (signal.aborted) throw new DOMException('cancelled', 'AbortError');
       return topTokens(row, k).map(({ id, prob }) => ({ id, prob, text: tokenizer.tokenText(id) }));
     });

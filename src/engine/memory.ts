@@ -54,6 +54,33 @@ async function defaultHostBudget(): Promise<number> {
   return 2 * 1024 * MIB;
 }
 
+/** The budget a backend runs under: the GPU budget on WebGPU (null = none given), host memory on the CPU. */
+export async function memoryBudget(backend: string, choice: ModeChoice): Promise<number | null> {
+  return backend === 'webgpu' ? (choice.gpuMemoryBytes ?? null) : (choice.hostMemoryBytes ?? (await defaultHostBudget()));
+}
+
+/** What running resident needs: the ends and the given blocks as the backend holds them, the working set, and a KV cache (f32 keys and values of those blocks). */
+export interface ResidentNeed {
+  bytes: number;
+  weightBytes: number;
+  cacheBytes: number;
+  workingBytes: number;
+}
+
+/**
+ * Bytes to run `blocks` resident (every block when omitted) with a KV cache of `cachePositions`: the load
+ * rule (chooseMemoryMode, no cache) and decoding a pruned model of a streamed checkpoint (Model.decodeRun) both ask this.
+ */
+export function residentNeed(checkpoint: Checkpoint, backend: string, blocks: readonly number[] | null = null, cachePositions = 0): ResidentNeed {
+  const held = heldWeightBytes(checkpoint, backend);
+  const kept = blocks ?? held.blocks.map((_, i) => i);
+  const weightBytes = held.ends + kept.reduce((a, i) => a + held.blocks[i], 0);
+  const { kvHeads, headDim } = checkpoint.spec;
+  const cacheBytes = kept.length * 2 * cachePositions * kvHeads * headDim * 4;
+  const workingBytes = workingSetBytes(checkpoint);
+  return { bytes: weightBytes + cacheBytes + workingBytes, weightBytes, cacheBytes, workingBytes };
+}
+
 export interface ModeDecision {
   mode: MemoryMode;
   reason: string;
@@ -62,9 +89,8 @@ export interface ModeDecision {
 }
 
 export async function chooseMemoryMode(checkpoint: Checkpoint, backend: string, choice: ModeChoice): Promise<ModeDecision> {
-  const held = heldWeightBytes(checkpoint, backend);
-  const need = held.ends + held.blocks.reduce((a, b) => a + b, 0) + workingSetBytes(checkpoint);
-  const budget = backend === 'webgpu' ? (choice.gpuMemoryBytes ?? null) : (choice.hostMemoryBytes ?? (await defaultHostBudget()));
+  const need = residentNeed(checkpoint, backend).bytes;
+  const budget = await memoryBudget(backend, choice);
   const residentFits = budget === null || need <= budget;
   if (choice.mode === 'resident' || choice.mode === 'streamed') return { mode: choice.mode, reason: `${choice.mode} mode was asked for`, residentFits };
   const mib = (b: number) => `${(b / MIB).toFixed(0)} MiB`;

@@ -2,13 +2,13 @@
  * Model = checkpoint (spec + weights) + backend + tokenizer. Everything the analysis layer, the worker and
  * the CLI need: score (block statistics), perplexity, next-token logits, generate with a KV cache.
  */
-import type { Backend, BlockStatSums, ForwardRequest, ForwardResult, ResidualStream } from './backend.ts';
+import type { Backend, BlockStatSums, BlockStreaming, ForwardRequest, ForwardResult, ResidualStream } from './backend.ts';
 import type { BlockWeights } from './weights.ts';
 import { type Checkpoint, type LoadOptions, loadCheckpoint } from './checkpoint.ts';
 import type { CpuKernels } from './cpu/kernels.ts';
 import { PruneLabError } from './errors.ts';
 import { assertFiniteWeights } from './finite.ts';
-import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode, planStreamBatches } from './memory.ts';
+import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode, memoryBudget, planStreamBatches, residentNeed } from './memory.ts';
 import { checkPrompt } from './limits.ts';
 import { type Plan, withCapture } from './plan.ts';
 import { type SamplingOptions, sampleToken, seededRandom } from './sampling.ts';
@@ -82,7 +82,75 @@ export interface GenerateOptions extends SamplingOptions {
   stopAtEos?: boolean;
   signal?: AbortSignal;
   onToken?: (id: number, logits: Float32Array) => void;
+  /** A plan whose blocks do not fit the budget runs one block-streamed pass per token instead of being refused (slow: see decodeRun). */
+  allowStreamed?: boolean;
+  /** Told how this generation runs, before the first token. */
+  onRun?: (run: DecodeRun) => void;
 }
+
+/**
+ * How next-token work on a plan runs (Model.decodeRun): 'resident' (the model holds every block),
+ * 'kept-blocks-resident' (a block-streamed model loads only the plan's blocks, which fit the budget with
+ * the ends, a KV cache and the working set) or 'streamed' (one block-streamed pass per token, asked for).
+ */
+export type DecodeMode = 'resident' | 'kept-blocks-resident' | 'streamed';
+
+export interface DecodeRun {
+  mode: DecodeMode;
+  /** Bytes to run the plan's blocks resident and to run every block, each with a KV cache for the positions (memory.ts residentNeed). */
+  needBytes: number;
+  fullNeedBytes: number;
+  /** The budget they are held against; null = none given. */
+  budgetBytes: number | null;
+  /** Weight bytes (as stored) one streamed token reads: the plan's blocks, once per token. */
+  bytesPerToken: number;
+  /** Time per streamed token at the last streamed pass's read rate; null before any streamed pass. */
+  msPerTokenEstimate: number | null;
+  /** One sentence: what fits or not, and the cost. */
+  reason: string;
+}
+
+/** Next-token work on a plan that does not fit the budget, not asked to stream (or unable to); `run` says what it needs. */
+export class StreamedRunRefused extends PruneLabError {
+  constructor(
+    what: string,
+    readonly run: DecodeRun,
+    canStream: boolean,
+  ) {
+    super(`${what} ${run.reason}; ${canStream ? 'it streams only when asked to, else ' : ''}remove more blocks or raise the budget`, { field: 'gpu-memory' });
+  }
+}
+
+/** One holder at a time, in call order; a waiter whose signal aborts leaves the line (those behind it still wait for the holder). */
+class Turns {
+  private tail: Promise<void> = Promise.resolve();
+  async take(signal?: AbortSignal): Promise<() => void> {
+    checkAborted(signal);
+    const before = this.tail;
+    let release = () => {};
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.tail = Promise.all([before, mine]).then(() => undefined);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const abort = () => reject(new DOMException('cancelled', 'AbortError'));
+        signal?.addEventListener('abort', abort, { once: true });
+        void before.then(() => {
+          signal?.removeEventListener('abort', abort);
+          resolve();
+        });
+      });
+    } catch (e) {
+      release();
+      throw e;
+    }
+    return release;
+  }
+}
+
+const MIB = 2 ** 20;
+const mib = (bytes: number) => `${(bytes / MIB).toFixed(bytes < 10 * MIB ? 1 : 0)} MiB`;
 
 function checkAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new DOMException('cancelled', 'AbortError');
@@ -119,6 +187,17 @@ export class Model {
   onBlock: BlockProgressHook | null = null;
   /** The GPU budget a streamed pass batches its sequences under (WebGPU); null = none given. */
   gpuBudgetBytes: number | null = null;
+  /** The host budget on the CPU backends; null = memory.ts's default. */
+  hostBudgetBytes: number | null = null;
+  /** How the backend holds weights (memory.ts heldWeightBytes): load() knows it; 'cpu' (the fast kernels, f32) is the conservative default. */
+  backendKind: BackendKind;
+  // Mutated in place, never reassigned: per-job views (Object.create(model), the lab's worker) share them.
+  /** Blocks a streamed model holds loaded to decode a plan whose blocks fit the budget. */
+  private readonly held = new Set<number>();
+  /** Streamed passes and decoding over held blocks take turns: they use the same block slots of the backend. */
+  private readonly turns = new Turns();
+  /** Bytes read and time of the last streamed pass: the rate behind a streamed token's time estimate. */
+  private readonly lastPass = { bytes: 0, ms: 0 };
   constructor(
     readonly checkpoint: Checkpoint,
     readonly backend: Backend,
@@ -128,6 +207,7 @@ export class Model {
     private readonly residentFits = false,
   ) {
     this.tokenizer = checkpoint.tokenizer ? createTokenizer(checkpoint.tokenizer) : null;
+    this.backendKind = backend.info.kind;
   }
 
   /**
@@ -143,6 +223,8 @@ export class Model {
     const model = new Model(checkpoint, await createBackend(backend, checkpoint), mode, residentFits);
     model.onBlock = options.onBlock ?? null;
     model.gpuBudgetBytes = options.gpuMemoryBytes ?? null;
+    model.hostBudgetBytes = options.hostMemoryBytes ?? null;
+    model.backendKind = backend;
     if (mode === 'streamed' && !model.backend.streaming) {
       model.dispose();
       throw new PruneLabError(`${reason}, and the ${backend} backend cannot stream blocks`, { field: 'gpu-memory' });
@@ -164,7 +246,12 @@ export class Model {
    * and every kept block is read once per batch. Returns per-sequence block sums and, when asked, Σ NLL
    * per sequence; `want.states` is told each stream's state after embed and after each block.
    */
-  private async streamedPass(sequences: readonly (readonly number[])[], plan: Plan, want: { stats: boolean; nll: boolean; states?: StateVisitor }, options: RunOptions) {
+  private async streamedPass(
+    sequences: readonly (readonly number[])[],
+    plan: Plan,
+    want: { stats: boolean; nll: boolean; states?: StateVisitor; lastLogits?: boolean },
+    options: RunOptions,
+  ) {
     const streaming = this.backend.streaming;
     if (!streaming) throw new PruneLabError('this backend cannot stream blocks');
     const gpu = this.backend.info.kind === 'webgpu';
@@ -173,12 +260,13 @@ export class Model {
           this.checkpoint,
           sequences.map((s) => s.length),
           this.gpuBudgetBytes,
-          want.nll,
+          want.nll || want.lastLogits === true,
           want.states !== undefined,
         )
       : { batches: [sequences.map((_, s) => s)] };
     const perSequence: BlockStatSums[][] = sequences.map(() => []);
     const nll: { nllSum: number; nllCount: number }[] = sequences.map(() => ({ nllSum: 0, nllCount: 0 }));
+    const lastLogits: (Float32Array | null)[] = sequences.map(() => null);
     const runPlan = withCapture(plan, want.stats ? 'stats' : 'none');
     const blocks = plan.blocks;
     const n = blocks.length;
@@ -202,6 +290,8 @@ export class Model {
       loaded.add(i);
       bytesRead += this.checkpoint.blockBytes[i];
     };
+    // Held blocks (a pruned model decoding) and a pass share the backend's block slots: the pass waits its turn and frees them.
+    const endTurn = await this.takeSlots(options.signal);
     let streams: ResidualStream[] = [];
     let uploading: Promise<void> | null = null;
     let read = readStep(0);
@@ -245,7 +335,13 @@ export class Model {
           done++;
           this.onBlock?.(done, total, { bytesRead, elapsedMs: performance.now() - started, batch: b, batches: batches.length });
         }
-        if (want.nll) for (const [t, stream] of streams.entries()) nll[batch[t]] = await streaming.head(stream, { nll: true, lastLogits: false });
+        if (want.nll || want.lastLogits) {
+          for (const [t, stream] of streams.entries()) {
+            const head = await streaming.head(stream, { nll: want.nll, lastLogits: want.lastLogits === true });
+            nll[batch[t]] = { nllSum: head.nllSum, nllCount: head.nllCount };
+            lastLogits[batch[t]] = head.lastLogits;
+          }
+        }
         for (const stream of streams) stream.dispose();
         streams = [];
       }
@@ -253,8 +349,11 @@ export class Model {
       await uploading?.catch(() => undefined);
       for (const stream of streams) stream.dispose();
       for (const i of loaded) streaming.releaseBlock(i);
+      endTurn();
     }
-    return { perSequence, nll };
+    // The read rate, for the time a streamed token will take (decodeRun).
+    if (bytesRead > 0) Object.assign(this.lastPass, { bytes: bytesRead, ms: performance.now() - started });
+    return { perSequence, nll, lastLogits };
   }
 
   get spec() {
@@ -358,25 +457,81 @@ export class Model {
     }
   }
 
-  /** A whole forward (states, all logits): needs every block, so a streamed model becomes resident when it fits, else says why not. */
+  /**
+   * A whole forward (states, all logits) over the plan's blocks: a streamed model loads them when they fit
+   * the budget (decodeRun), else says why not.
+   */
   async forward(request: ForwardRequest): Promise<ForwardResult> {
-    await this.requireResident('this analysis (a whole forward per sequence)');
-    return this.backend.forward(request);
+    const { done } = await this.prepareDecode('this analysis (a whole forward per sequence)', request.plan, request.ids.length, { canStream: false });
+    try {
+      return await this.backend.forward(request);
+    } finally {
+      done();
+    }
   }
 
-  async lastLogits(ids: readonly number[], plan: Plan): Promise<Float32Array> {
-    await this.requireResident('next-token logits');
-    const result = await this.backend.forward({ ids, plan: withCapture(plan, 'none'), logits: 'last' });
-    return result.logits as Float32Array;
+  /** The last position's logits; on a plan that does not fit, one block-streamed pass when `allowStreamed`. */
+  async lastLogits(ids: readonly number[], plan: Plan, options: { allowStreamed?: boolean; signal?: AbortSignal } = {}): Promise<Float32Array> {
+    const { run, done } = await this.prepareDecode('next-token logits', plan, ids.length, options);
+    try {
+      if (run.mode === 'streamed')
+        return (await this.streamedPass([ids], plan, { stats: false, nll: false, lastLogits: true }, { signal: options.signal })).lastLogits[0] as Float32Array;
+      const result = await this.backend.forward({ ids, plan: withCapture(plan, 'none'), logits: 'last' });
+      return result.logits as Float32Array;
+    } finally {
+      done();
+    }
   }
 
-  /** Autoregressive generation with a KV cache; returns the new token ids. */
+  /**
+   * How next-token work on `plan` with `positions` of context runs, from memory.ts's arithmetic: resident when
+   * the model is; for a block-streamed model, its kept blocks loaded when they fit the budget with the ends,
+   * a KV cache and the working set; else one block-streamed pass per token, re-reading the kept blocks.
+   */
+  async decodeRun(plan: Plan, positions: number): Promise<DecodeRun> {
+    const kind = this.backendKind;
+    const need = residentNeed(this.checkpoint, kind, plan.blocks, positions);
+    const full = residentNeed(this.checkpoint, kind, null, positions);
+    const budgetBytes = await memoryBudget(kind, { gpuMemoryBytes: this.gpuBudgetBytes, hostMemoryBytes: this.hostBudgetBytes });
+    const bytesPerToken = plan.blocks.reduce((a, i) => a + this.checkpoint.blockBytes[i], 0);
+    const msPerTokenEstimate = this.lastPass.bytes > 0 ? (bytesPerToken * this.lastPass.ms) / this.lastPass.bytes : null;
+    const base = { needBytes: need.bytes, fullNeedBytes: full.bytes, budgetBytes, bytesPerToken, msPerTokenEstimate };
+    const { layers } = this.spec;
+    const kept = plan.blocks.length;
+    const subject = kept < layers ? `the pruned model (${kept} of ${layers} blocks)` : 'the model';
+    const cache = `a KV cache for ${positions} positions`;
+    // The CPU path below (prepareDecode) makes a streamed model whose every block fits resident as a whole.
+    if (this.modeNow === 'resident' || (this.residentFits && this.backend.info.kind === 'cpu' && this.backend.streaming)) {
+      return { ...base, mode: 'resident', reason: 'runs resident: every block is held' };
+    }
+    const budget = budgetBytes === null ? 'no budget' : `the ${mib(budgetBytes)} budget`;
+    if (budgetBytes === null || need.bytes <= budgetBytes) {
+      return {
+        ...base,
+        mode: 'kept-blocks-resident',
+        reason: `${subject} needs about ${mib(need.bytes)} resident with ${cache}, within ${budget}${kept < layers ? ` (all ${layers} blocks would need ${mib(full.bytes)})` : ''}: only its blocks are loaded`,
+      };
+    }
+    const time = msPerTokenEstimate === null ? '' : ` (about ${(msPerTokenEstimate / 1000).toFixed(msPerTokenEstimate < 10_000 ? 1 : 0)} s per token at the last pass's read rate)`;
+    return {
+      ...base,
+      mode: 'streamed',
+      reason: `needs about ${mib(need.bytes)} to run ${subject} resident (weights, ${cache}, working set), more than ${budget}: each token is a block-streamed pass that re-reads ${mib(bytesPerToken)} of weights${time}`,
+    };
+  }
+
+  /**
+   * Autoregressive generation with a KV cache; returns the new token ids. A streamed model decodes with only
+   * the plan's blocks loaded when they fit (decodeRun), else, when `allowStreamed`, one streamed pass per token.
+   */
   async generate(promptIds: readonly number[], plan: Plan, options: GenerateOptions): Promise<number[]> {
-    await this.requireResident('generation');
     const promptProblem = checkPrompt(promptIds.length, options.maxNewTokens, this.spec);
     if (promptProblem?.level === 'error') throw new PruneLabError(promptProblem.message, { field: 'prompt' });
     const runPlan = withCapture(plan, 'none');
     const capacity = Math.min(promptIds.length + options.maxNewTokens, this.spec.maxPositions);
+    const { run, done } = await this.prepareDecode('generation', plan, capacity, options);
+    options.onRun?.(run);
+    if (run.mode === 'streamed') return this.generateStreamed(promptIds, plan, capacity, options);
     const cache = this.backend.createCache(capacity, runPlan);
     const random = seededRandom(options.seed ?? 0);
     const out: number[] = [];
@@ -397,32 +552,93 @@ export class Model {
       }
     } finally {
       cache.dispose();
+      done();
     }
     return out;
   }
 
-  /** Decoding re-reads every block per token when streamed: refused with the cost, not run silently. */
+  /**
+   * Streamed decoding (asked for): each token is one block-streamed pass over the sequence so far, its last
+   * logits from the head; the same draws as generate's loop, so greedy and seeded sampling pick the same tokens.
+   */
+  private async generateStreamed(promptIds: readonly number[], plan: Plan, capacity: number, options: GenerateOptions): Promise<number[]> {
+    const random = seededRandom(options.seed ?? 0);
+    const ids = [...promptIds];
+    const out: number[] = [];
+    while (out.length < options.maxNewTokens && ids.length <= capacity) {
+      checkAborted(options.signal);
+      const { lastLogits } = await this.streamedPass([ids], plan, { stats: false, nll: false, lastLogits: true }, { signal: options.signal });
+      const row = lastLogits[0] as Float32Array;
+      const next = sampleToken(row, options, random);
+      out.push(next);
+      ids.push(next);
+      options.onToken?.(next, row);
+      if (options.stopAtEos && this.spec.eosTokenIds.includes(next)) break;
+    }
+    return out;
+  }
+
   /** 'resident': every block on the backend; 'streamed': blocks read, run over all sequences and released one at a time. */
   get mode(): MemoryMode {
     return this.modeNow;
   }
 
-  private async requireResident(what: string): Promise<void> {
-    if (this.modeNow === 'resident') return;
-    const streaming = this.backend.streaming;
+  /**
+   * Readies next-token work on `plan` (decodeRun): a resident model as it is; a streamed CPU model whose every
+   * block fits becomes resident; a plan whose blocks fit is loaded (others released) and holds the block slots
+   * until `done`; a plan that must stream is refused unless `allowStreamed` (then nothing is held).
+   */
+  private async prepareDecode(
+    what: string,
+    plan: Plan,
+    positions: number,
+    options: { allowStreamed?: boolean; canStream?: boolean; signal?: AbortSignal },
+  ): Promise<{ run: DecodeRun; done: () => void }> {
+    const run = await this.decodeRun(plan, positions);
+    const nothing = () => {};
+    if (this.modeNow === 'resident') return { run, done: nothing };
+    const streaming = this.backend.streaming as BlockStreaming;
     // On the CPU the streamed blocks and forward share one table: loading them all makes the model resident.
-    if (this.residentFits && streaming && this.backend.info.kind === 'cpu') {
+    if (run.mode === 'resident') {
       await this.checkpoint.makeResident();
       assertFiniteWeights(this.checkpoint.weights);
       for (const [i, block] of this.checkpoint.weights.blocks.entries()) await streaming.loadBlock(i, block);
       this.modeNow = 'resident';
-      return;
+      return { run, done: nothing };
     }
-    const bytes = this.memoryReport().weightBytes;
-    throw new PruneLabError(
-      `${what} needs the model resident, but it runs block-streamed (its ${(bytes / 2 ** 20).toFixed(0)} MiB of weights exceed the memory budget): every token would re-read all weights; prune it first or raise the budget`,
-      { field: 'gpu-memory' },
-    );
+    if (run.mode === 'streamed') {
+      if (!options.allowStreamed) throw new StreamedRunRefused(what, run, options.canStream ?? true);
+      return { run, done: nothing };
+    }
+    const done = await this.turns.take(options.signal);
+    try {
+      const wanted = new Set(plan.blocks);
+      for (const i of [...this.held]) {
+        if (wanted.has(i)) continue;
+        streaming.releaseBlock(i);
+        this.held.delete(i);
+      }
+      for (const i of plan.blocks) {
+        if (this.held.has(i)) continue;
+        const weights = await this.checkpoint.loadBlock(i, options.signal);
+        assertFiniteWeights({ ...this.checkpoint.weights, blocks: [weights] });
+        await streaming.loadBlock(i, weights);
+        this.held.add(i);
+      }
+    } catch (e) {
+      done();
+      throw e;
+    }
+    return { run, done };
+  }
+
+  /** A streamed pass's turn at the block slots: after any decoding over held blocks, which it then releases. */
+  private async takeSlots(signal?: AbortSignal): Promise<() => void> {
+    const done = await this.turns.take(signal);
+    const streaming = this.backend.streaming;
+    for (const i of this.held) streaming?.releaseBlock(i);
+    this.held.clear();
+    return done;
   }
 
   dispose(): void {

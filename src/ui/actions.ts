@@ -10,6 +10,7 @@ import { checkRemovalLeavesBlock, contextStop } from '../engine/limits.ts';
 import type { LoadProgress, ModelInfo, ModelSourceSpec, RemovalSet, ScoreProgress, TextSourceSpec, TokenEvent } from '../worker-api.ts';
 import type { HealProgress, ModelVariant } from '../worker-api-heal.ts';
 import { engine, proxy } from './engine-client.ts';
+import { formatBytes } from './format.ts';
 import {
   BUILTIN_CALIBRATION,
   BUILTIN_MODEL,
@@ -132,6 +133,7 @@ export async function loadModel(source: ModelSourceSpec, keepExperiment?: (info:
   lab.pruned = emptyOutput();
   lab.pplOriginal = emptyPerplexity();
   lab.pplPruned = emptyPerplexity();
+  lab.allowStreamed = false;
   if (!info.hasTokenizer) {
     notify(
       'warning',
@@ -269,6 +271,9 @@ export async function countTokens(text: string): Promise<number | null> {
   return outcome.ok ? outcome.value.tokens : null;
 }
 
+/** An engine error about the memory budget, as the compare panel says it (not the engine's "field gpu-memory:" prefix). */
+const overBudget = (message: string) => message.replace(/^field gpu-memory: /, 'over the GPU budget: ');
+
 /** Generation + next-token top-5 for one side; true when it finished and is still the current job. */
 async function runGeneration(side: Side, removal: RemovalSet, removalKey: string): Promise<boolean> {
   const jobId = `gen-${side}`;
@@ -284,6 +289,17 @@ async function runGeneration(side: Side, removal: RemovalSet, removalKey: string
   }
   write({ text: '', count: 0, tokensPerSecond: null, busy: true, error: null, removalKey, note: null });
   const { prompt, settings } = lab.compared;
+  // A block-streamed model: what this side needs resident against the budget (the panel's memory line); a side that
+  // would stream is generated only once asked (the panel's button states the cost), and its perplexity still runs.
+  if (lab.model?.memory.mode === 'streamed') {
+    const run = await engine.decodeRun(prompt, removal, settings, variantOf(side));
+    write({ run: run.ok ? run.value : null });
+    if (run.ok && run.value.mode === 'streamed' && !lab.allowStreamed) {
+      write({ busy: false, next: [], note: `not generated: it would stream, re-reading ${formatBytes(run.value.bytesPerToken)} of weights per token` });
+      return isCurrent();
+    }
+  }
+  const decode = { allowStreamed: lab.allowStreamed };
   const [generation, next] = await Promise.all([
     engine.generate(
       jobId,
@@ -292,15 +308,16 @@ async function runGeneration(side: Side, removal: RemovalSet, removalKey: string
       settings,
       proxy((event: TokenEvent) => write({ text: event.text, count: event.count, tokensPerSecond: event.tokensPerSecond })),
       variantOf(side),
+      decode,
     ),
-    engine.nextTokenTop(`next-${side}`, prompt, removal, 5, variantOf(side)),
+    engine.nextTokenTop(`next-${side}`, prompt, removal, 5, variantOf(side), decode),
   ]);
   if (next.ok) write({ next: next.value });
   if (generation.ok) {
-    const { text, count, tokensPerSecond, promptTokens } = generation.value;
-    write({ text, count, tokensPerSecond, busy: false, note: lab.model ? contextStop(promptTokens, count, settings.maxNewTokens, lab.model) : null });
-  } else write({ busy: false, error: generation.cancelled ? null : generation.message });
-  if (!next.ok && !next.cancelled) write({ error: next.message });
+    const { text, count, tokensPerSecond, promptTokens, run } = generation.value;
+    write({ text, count, tokensPerSecond, busy: false, run, note: lab.model ? contextStop(promptTokens, count, settings.maxNewTokens, lab.model) : null });
+  } else write({ busy: false, error: generation.cancelled ? null : overBudget(generation.message) });
+  if (!next.ok && !next.cancelled) write({ error: overBudget(next.message) });
   return generation.ok && isCurrent();
 }
 
@@ -325,7 +342,7 @@ async function runPerplexity(side: Side, removal: RemovalSet, removalKey: string
   write({ busy: true, error: null, removalKey });
   const outcome = await engine.perplexity(jobId, lab.evaluation, { ...lab.evalWindows }, removal, undefined, variantOf(side));
   if (outcome.ok) write({ result: outcome.value, busy: false });
-  else write({ busy: false, error: outcome.cancelled ? null : outcome.message });
+  else write({ busy: false, error: outcome.cancelled ? null : overBudget(outcome.message) });
 }
 
 function currentRemoval(): RemovalSet {
@@ -374,7 +391,18 @@ export function removalChanged(): void {
 }
 
 export function stopGeneration(): void {
-  for (const id of ['gen-original', 'gen-pruned', 'gen-healed']) void engine.cancel(id);
+  // The next-token lists too: on a streamed model each is a whole pass.
+  for (const id of ['gen-original', 'gen-pruned', 'gen-healed', 'next-original', 'next-pruned', 'next-healed']) void engine.cancel(id);
+}
+
+/** The compare panel's "Generate streamed anyway": this model generates block-streamed from now on; the sides that stream run. */
+export async function generateStreamedAnyway(): Promise<void> {
+  lab.allowStreamed = true;
+  const none = keyOfRemoval(NO_REMOVAL);
+  const runs: Promise<boolean>[] = [];
+  if (lab.original.run?.mode === 'streamed') runs.push(runGeneration('original', NO_REMOVAL, none));
+  if (lab.pruned.run?.mode === 'streamed') runs.push(runGeneration('pruned', currentRemoval(), lab.removalKey));
+  await Promise.all(runs);
 }
 
 export function useBuiltinCalibration(): Promise<void> {

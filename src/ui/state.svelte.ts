@@ -9,6 +9,7 @@ import { type Bootstrap, type IntervalsInfo, type Refusal, rankStability } from 
 import { removalKey as keyOfRemoval } from '../engine/plan.ts';
 import type {
   BackendChoice,
+  DecodeRun,
   GenerateSettings,
   LoadProgress,
   ModelInfo,
@@ -46,6 +47,8 @@ export interface OutputState {
   removalKey: string;
   /** What limited the run, e.g. generation stopped at the model's context. */
   note: string | null;
+  /** How this side's generation runs or would run (resident, kept blocks resident, streamed): the compare panel's memory line. */
+  run: DecodeRun | null;
 }
 
 export interface PerplexityState {
@@ -80,7 +83,7 @@ export const BUILTIN_MODEL = 'sotu-llama';
 export const BUILTIN_CALIBRATION: TextSourceSpec = { kind: 'builtin', name: 'moby-dick' };
 export const BUILTIN_EVALUATION: TextSourceSpec = { kind: 'builtin', name: 'moby-dick-eval' };
 
-export const emptyOutput = (): OutputState => ({ text: '', count: 0, tokensPerSecond: null, busy: false, error: null, next: [], removalKey: '', note: null });
+export const emptyOutput = (): OutputState => ({ text: '', count: 0, tokensPerSecond: null, busy: false, error: null, next: [], removalKey: '', note: null, run: null });
 export const emptyPerplexity = (): PerplexityState => ({ result: null, busy: false, error: null, removalKey: '' });
 
 /** `?gpu-memory=<MiB>` sets the GPU budget as `--gpu-memory` does on the CLI (the browser checks use it). */
@@ -137,6 +140,8 @@ class LabState {
   settings = $state<GenerateSettings>({ maxNewTokens: 32, temperature: 0, topK: 0, seed: 0 });
   /** The prompt and settings both outputs were made with (the fields above may have been edited since). */
   compared = $state.raw<{ prompt: string; settings: GenerateSettings }>({ prompt: this.prompt, settings: { ...this.settings } });
+  /** A block-streamed model generates streamed only once asked (the compare panel's button, with the cost); reset per model. */
+  allowStreamed = $state(false);
   original = $state<OutputState>(emptyOutput());
   pruned = $state<OutputState>(emptyOutput());
   evaluation = $state.raw<TextSourceSpec>(BUILTIN_EVALUATION);

@@ -265,6 +265,99 @@ export const checks = [
     },
   },
   {
+    name: 'the compare panel on a streamed model: what the full model needs resident, nothing streamed until asked, "Generate streamed anyway" with its cost, Stop cancels, the text equals `prunelab generate --allow-streamed`',
+    timeout: 300_000,
+    async run({ page, run, screenshotDir }) {
+      await page.getByTestId('model-name').waitFor({ timeout: 110_000 });
+      const panel = page.getByTestId('compare-panel');
+      const memory = page.getByTestId('compare-memory');
+      await setNumber(page, 'max-tokens', 24);
+      await page.getByTestId('generate').click();
+      await page.waitForSelector('[data-testid=compare-memory][data-original=streamed] [data-testid=generate-streamed]', { timeout: 60_000 });
+      await page.waitForSelector('[data-testid=output-original][data-busy=false]', { timeout: 60_000 });
+      assert.match(
+        await memory.textContent(),
+        /^\s*Block-streamed model \(budget 4\.0 MB\): the full model needs [\d.]+ MB to run resident, more than the budget;\s+nothing is cut\.\s+Generate streamed anyway\s+each token is one block-streamed pass that re-reads 4\.5 MB of weights( \(about [\d.]+ s per token at the last pass's read rate\))?; or cut more blocks, or raise the GPU budget in the Model panel\.\s*$/,
+      );
+      assert.match(await page.getByTestId('note-original').textContent(), /not generated: it would stream, re-reading 4\.5 MB of weights per token/);
+      assert.equal(await page.getByTestId('generated-original').textContent(), '');
+      // Never the engine's raw text ("field gpu-memory: …"): 128-token perplexity windows do not fit 4 MiB streamed either, said as such.
+      assert.doesNotMatch(await panel.textContent(), /field gpu-memory|needs the model resident/);
+      await page.waitForSelector('[data-testid=ppl-original][data-busy=false]', { timeout: 60_000 });
+      assert.match(await page.getByTestId('ppl-original').textContent(), /over the GPU budget: a block-streamed pass needs at least/);
+      await panel.scrollIntoViewIfNeeded();
+      await panel.screenshot({ path: join(screenshotDir, 'streaming-compare-offer.png') });
+      // Asked: both sides (nothing cut) generate block-streamed; Stop ends them between blocks.
+      await page.getByTestId('generate-streamed').click();
+      await page.waitForFunction(() => (document.querySelector('[data-testid=generated-original]')?.textContent ?? '').length > 0, null, { timeout: 120_000 });
+      await panel.getByRole('button', { name: 'Stop' }).click();
+      await page.waitForSelector('[data-testid=output-original][data-busy=false]', { timeout: 30_000 });
+      await page.waitForSelector('[data-testid=output-pruned][data-busy=false]', { timeout: 30_000 });
+      const stopped = Number(/^(\d+) tokens/.exec((await page.locator('[data-testid=output-original] .meta').textContent()).trim())[1]);
+      assert.ok(stopped >= 1 && stopped < 24, `Stop ended the streamed generation after ${stopped} of 24 tokens`);
+      // From now on this model generates streamed without asking; the text is the CLI's.
+      await setNumber(page, 'max-tokens', 4);
+      await page.getByTestId('generate').click();
+      await page.waitForFunction(() => /^4 tokens/.test(document.querySelector('[data-testid=output-original] .meta')?.textContent.trim() ?? ''), null, { timeout: 120_000 });
+      await page.waitForSelector('[data-testid=output-original][data-busy=false]', { timeout: 60_000 });
+      assert.match(await page.getByTestId('streamed-cost').textContent(), /^Generating streamed: each token re-reads 4\.5 MB of weights\.$/);
+      const prompt = await page.getByTestId('prompt').inputValue();
+      const r = await run(process.execPath, [
+        'cli/bin.mjs',
+        'generate',
+        '--model',
+        MODEL,
+        '--prompt',
+        prompt,
+        '--max-new-tokens',
+        '4',
+        '--backend',
+        'webgpu',
+        '--gpu-memory',
+        String(BUDGET_MIB),
+        '--allow-streamed',
+        '--json',
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const cli = JSON.parse(r.stdout);
+      assert.equal(cli.generation.mode, 'streamed');
+      assert.equal(await page.getByTestId('generated-original').textContent(), cli.text);
+      console.log(`#   stopped after ${stopped} streamed tokens; 4 streamed tokens "${cli.text}" as the CLI's`);
+    },
+  },
+  {
+    name: 'the compare panel runs a pruned model that fits the budget resident (only its blocks loaded) while the full one would stream: the text equals the CLI’s',
+    timeout: 300_000,
+    async run({ page, baseUrl, run, screenshotDir }) {
+      const budget = 8;
+      const removed = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+      await page.goto(`${baseUrl}?backend=webgpu&gpu-memory=${budget}`);
+      await waitForModel(page);
+      await page.waitForSelector('[data-testid=compare-memory][data-original=streamed]', { timeout: 60_000 });
+      for (const index of removed) await page.locator(`[data-testid=block-cell][data-index="${index}"]`).click();
+      await page.waitForSelector('[data-testid=compare-memory][data-pruned=kept-blocks-resident]', { timeout: 60_000 });
+      await page.waitForFunction(() => /^32 tokens/.test(document.querySelector('[data-testid=output-pruned] .meta')?.textContent.trim() ?? ''), null, { timeout: 120_000 });
+      const memory = page.getByTestId('compare-memory');
+      assert.match(
+        await memory.textContent(),
+        /the full model needs [\d.]+ MB to run resident, more than the budget;\s+the pruned model \(3 of 12 blocks\) needs [\d.]+ MB: it fits, so it runs resident with only its blocks loaded\.\s+Generate streamed anyway\s+the original: each token is one block-streamed pass that re-reads 4\.5 MB of weights/,
+      );
+      assert.match(await page.getByTestId('note-original').textContent(), /not generated: it would stream/);
+      const panel = page.getByTestId('compare-panel');
+      assert.doesNotMatch(await panel.textContent(), /field gpu-memory|needs the model resident/);
+      await panel.scrollIntoViewIfNeeded();
+      await panel.screenshot({ path: join(screenshotDir, 'streaming-compare-pruned-resident.png') });
+      const prompt = await page.getByTestId('prompt').inputValue();
+      const cliArgs = ['cli/bin.mjs', 'generate', '--model', MODEL, '--prompt', prompt, '--max-new-tokens', '32', '--remove', removed.join(','), '--backend', 'webgpu', '--json'];
+      const r = await run(process.execPath, [...cliArgs, '--gpu-memory', String(budget)]);
+      assert.equal(r.code, 0, r.stderr);
+      const cli = JSON.parse(r.stdout);
+      assert.equal(cli.generation.mode, 'kept-blocks-resident');
+      assert.equal(await page.getByTestId('generated-pruned').textContent(), cli.text);
+      console.log(`#   pruned (3 of 12 blocks) resident under ${budget} MiB: "${cli.text.slice(0, 40)}…" as the CLI's`);
+    },
+  },
+  {
     name: 'streaming: no uncaught errors in the page',
     async run({ pageErrors }) {
       assert.deepEqual(pageErrors, []);

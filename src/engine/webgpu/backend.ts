@@ -106,8 +106,11 @@ export class WebGpuBackend implements Backend {
   private readonly pipelines: PipelineCache;
   private readonly uniforms: UniformArena;
   private readonly workspace: Workspace;
-  /** Null when created for streaming: a sequence's embedding rows are uploaded for it (embedRows). */
-  private readonly embed: GpuMatrix | null;
+  /**
+   * Null when created for streaming: a sequence's embedding rows are uploaded for it (embedRows); a forward
+   * over the blocks loaded now (a pruned model held to decode) uploads it with the head (uploadForwardEnds).
+   */
+  private embed: GpuMatrix | null;
   private readonly positions: GPUBuffer | null;
   /** Every block when resident; when streaming, the loaded ones. */
   private readonly blocks: (GpuBlock | undefined)[];
@@ -400,6 +403,30 @@ export class WebGpuBackend implements Backend {
     for (const b of this.passHead) this.memory.destroy(b);
     this.passHead = null;
     this.lmHead = null;
+    this.embed = null;
+  }
+
+  /**
+   * A streaming backend runs a whole forward over the blocks loaded now (Model: a pruned model whose kept
+   * blocks fit the budget is held to decode): the embedding and the lm head are uploaded for it (a tied head
+   * once) and released with the pass head, when a pass or a block load begins.
+   */
+  private async uploadForwardEnds(): Promise<void> {
+    if (this.embed && this.lmHead) return;
+    this.releasePassHead();
+    const up = new Uploader(this.ctx, this.bindingLimit, this.memory);
+    try {
+      const [embed, lmHead] = await this.scoped(`the embedding and the lm head (${this.hostEmbed.name}, ${this.hostHead.name})`, () => [
+        up.matrix(this.hostEmbed),
+        up.matrix(this.hostHead),
+      ]);
+      this.embed = embed;
+      this.lmHead = lmHead;
+    } catch (e) {
+      up.release();
+      throw e;
+    }
+    this.passHead = up.buffers;
   }
 
   private releaseLoadedBlock(index: number): void {
@@ -776,9 +803,9 @@ export class WebGpuBackend implements Backend {
 
   private async run(request: ForwardRequest): Promise<ForwardResult> {
     checkNotLost(this.ctx);
-    if (this.streamedEnds || !this.embed) {
-      throw new PruneLabError('this WebGPU backend was created for block streaming (no resident blocks); a forward pass needs every block resident', { field: 'plan' });
-    }
+    // Streaming: the plan's blocks must be loaded (recordBlock names one that is not); the ends come for the forward.
+    if (this.streamedEnds) await this.uploadForwardEnds();
+    if (!this.embed) throw new PruneLabError('the embedding is not on the GPU', { field: 'plan' });
     const { ids, plan } = request;
     const { hidden, vocabSize } = this.spec;
     const { rows, firstPosition } = checkForward(this.spec, request, WebGpuCache, this.blocks.length);
@@ -808,7 +835,7 @@ export class WebGpuBackend implements Backend {
     const perToken = wantStats ? this.buffer('perToken', Math.max(rows * statsStride, 1) * F32) : null;
 
     rec.scope = 'embed';
-    this.embedTokens(rec, idsBuffer, ids, firstPosition, x, this.embed);
+    this.embedTokens(rec, idsBuffer, ids, firstPosition, x, this.embed as GpuMatrix);
     if (wantStates) rec.copy(x, 0, staging, out.state(0), stateBytes);
     rec.scope = 'block';
     // x_in is copied once; each block's stats kernel then advances it to that block's output
