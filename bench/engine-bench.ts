@@ -13,7 +13,7 @@ import type { Backend, ForwardRequest } from '../src/engine/backend.ts';
 import { type Checkpoint, loadCheckpoint } from '../src/engine/checkpoint.ts';
 import { type BackendKind, createBackend } from '../src/engine/model.ts';
 import { makePlan, type Plan, withCapture } from '../src/engine/plan.ts';
-import { argmax } from '../src/engine/sampling.ts';
+import { drawPick, pickToken, type SamplingOptions, seededRandom } from '../src/engine/sampling.ts';
 import type { ModelSource } from '../src/engine/sources.ts';
 import type { GpuMeter } from './gpu-meter.ts';
 
@@ -151,17 +151,19 @@ interface Timed {
 }
 
 /**
- * Greedy generation with the backend directly, so prefill and each decode step are timed apart. WebGPU
- * picks the token on the device (`pick: 'argmax'`, logits 'none': one id read back per step), as
- * Model.generate does for greedy decoding; the CPU backends return the logits row.
+ * Generation with the backend directly (greedy, or sampled under `sampling`), so prefill and each decode
+ * step are timed apart. WebGPU picks the token on the device (`pick`: argmax or the sampling kernel,
+ * logits 'none': one id read back per step), as Model.generate does; the CPU backends return the logits row.
  */
-async function generateTimed(backend: Backend, prompt: number[], plan: Plan, steps: number): Promise<Timed> {
+async function generateTimed(backend: Backend, prompt: number[], plan: Plan, steps: number, sampling: SamplingOptions = {}): Promise<Timed> {
   const runPlan = withCapture(plan, 'none');
   const cache = backend.createCache(prompt.length + steps + 1, runPlan);
   const onDevice = backend.info.kind === 'webgpu';
+  const random = seededRandom(sampling.seed ?? 0);
   const step = async (ids: number[]) => {
-    const r = await backend.forward({ ids, plan: runPlan, logits: onDevice ? 'none' : 'last', cache, ...(onDevice ? { pick: 'argmax' as const } : {}) });
-    return r.picked ?? argmax(r.logits as Float32Array);
+    const pick = drawPick(sampling, random);
+    const r = await backend.forward({ ids, plan: runPlan, logits: onDevice ? 'none' : 'last', cache, ...(onDevice ? { pick } : {}) });
+    return r.picked ?? pickToken(r.logits as Float32Array, pick);
   };
   try {
     const t0 = now();
@@ -276,6 +278,21 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
         pickedOnDevice: backend.info.kind === 'webgpu',
       };
       log(`throughput: prefill ${config.prompt} tok ${prefillMs.toFixed(1)} ms, decode ${stepMs.toFixed(1)} ms/token`);
+      // one sampled run: WebGPU samples on the device (kernels/sample.ts); hostPicks counts steps whose candidates exceeded the kernel
+      const sampling = { temperature: 0.8, topK: 20, topP: 0.9, seed: 7 };
+      const hostPicks = () => (backend as { hostPicks?: number }).hostPicks ?? null;
+      const hostBefore = hostPicks();
+      const sampled = await generateTimed(backend, prompt, full, config.decode, sampling);
+      const sampledMs = median(sampled.stepMs);
+      const hostAfter = hostPicks();
+      (out.throughput as Record<string, unknown>).sampledDecode = {
+        ...sampling,
+        decodeStepMs: sampled.stepMs.map((x) => round(x, 1)),
+        decodeTokS: round(1000 / sampledMs),
+        tokens: sampled.tokens,
+        pickedOnHost: hostAfter !== null && hostBefore !== null ? hostAfter - hostBefore : null,
+      };
+      log(`sampled decode (T 0.8, top-k 20, top-p 0.9): ${sampledMs.toFixed(1)} ms/token${backend.info.kind === 'webgpu' ? ' (picked on the GPU)' : ''}`);
     }
 
     if (config.profile) {

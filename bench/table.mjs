@@ -152,6 +152,8 @@ export function renderTable(results, { RUNTIME_TITLES }) {
       if (CPU_ROWS.has(run.runtime) && run.result.device) notes.push(run.result.device);
       if (run.loadAverage1m !== undefined) notes.push(`1-min load avg ${run.loadAverage1m}`);
       if (th.pickedOnDevice) notes.push('greedy pick on the GPU (one token id read back per step)');
+      const sd = th.sampledDecode;
+      if (sd) notes.push(`sampled (T ${sd.temperature}, top-k ${sd.topK}, top-p ${sd.topP}) ${fmt(median(sd.decodeStepMs), 1)} ms/token${th.pickedOnDevice ? `, on the GPU${sd.pickedOnHost ? ` (${sd.pickedOnHost} steps on the host)` : ''}` : ''}`);
       out.push(`| ${model} | ${rowTitle(run)} | ${sizes} | ${fmt(th.prefillTokS)} | ${fmt(th.decodeTokS)} | ${ratio} | ${same} | ${notes.join('; ')} |`);
     }
   }

@@ -4,6 +4,7 @@
  */
 import type { ModelSpec } from './config.ts';
 import type { Plan } from './plan.ts';
+import type { TokenPick } from './sampling.ts';
 import type { BlockWeights, ModelWeights } from './weights.ts';
 
 /** Per active block, the streaming sums of DESIGN.md: they add up across sequences and batches. */
@@ -30,11 +31,12 @@ export interface ForwardRequest {
   /** Decode with a KV cache made by createCache for the same plan; positions continue from cache.length. */
   cache?: KVCache;
   /**
-   * Also pick the greedy next token from the last position's logits where they are computed (WebGPU: on
-   * the device, so with logits 'none' a decode step reads back one id, not a vocabulary row). Same rule
-   * as sampling.ts argmax (first maximum). A backend without it leaves `picked` undefined.
+   * Also pick the next token from the last position's logits where they are computed (WebGPU: on the
+   * device, so with logits 'none' a decode step reads back one id, not a vocabulary row): 'argmax' (the
+   * first maximum, sampling.ts argmax) or a sample (sampling.ts TokenSample: temperature, top-k, top-p and
+   * the caller's uniform draw u, by sampleToken's rule). Needs logits 'none' or 'last' and no nll.
    */
-  pick?: 'argmax';
+  pick?: TokenPick;
 }
 
 export interface ForwardResult {
@@ -45,8 +47,13 @@ export interface ForwardResult {
   states: Float32Array[] | null;
   nllSum: number;
   nllCount: number;
-  /** The greedy next token, when the request asked for `pick` and the backend picks. */
+  /** The next token, when the request asked for `pick`. */
   picked?: number;
+  /**
+   * True when a sampled pick was made on the host from the logits row read back (WebGPU: the candidate set
+   * exceeded the sampling kernel's capacity; the rule is the same, sampleToken in float64).
+   */
+  pickedOnHost?: boolean;
 }
 
 export interface KVCache {

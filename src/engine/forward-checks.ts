@@ -24,6 +24,7 @@ export function checkForward(spec: ModelSpec, request: ForwardRequest, cacheClas
     const id = ids[t];
     if (!Number.isInteger(id) || id < 0 || id >= spec.vocabSize) throw new PruneLabError(`token id ${id} is outside the vocabulary (0..${spec.vocabSize - 1})`, { field: 'ids' });
   }
+  if (request.pick !== undefined) checkPick(request);
   const lastPosition = firstPosition + rows - 1;
   if (spec.learnedPositions && lastPosition >= spec.maxPositions) {
     throw new PruneLabError(`position ${lastPosition} exceeds the model's ${spec.maxPositions} learned positions`, { field: 'seq-len' });
@@ -36,4 +37,18 @@ export function checkForward(spec: ModelSpec, request: ForwardRequest, cacheClas
     }
   }
   return { rows, firstPosition };
+}
+
+/** A pick reads the last position's logits row: with logits 'none' or 'last' and no nll; a sample's numbers in range. */
+function checkPick(request: ForwardRequest): void {
+  const { pick } = request;
+  if (request.logits === 'all' || request.nll) throw new PruneLabError("pick works with logits 'last' or 'none' and no nll (it picks from the last position)", { field: 'pick' });
+  if (pick === 'argmax') return;
+  if (typeof pick !== 'object' || pick === null) throw new PruneLabError(`pick must be 'argmax' or a sample, got ${String(pick)}`, { field: 'pick' });
+  const { temperature, topK, topP, u } = pick;
+  if (!Number.isFinite(temperature) || temperature <= 0)
+    throw new PruneLabError(`a sampled pick needs a temperature > 0 (greedy is 'argmax'), got ${temperature}`, { field: 'temperature' });
+  if (!Number.isInteger(topK) || topK < 0 || topK > 0xffffffff) throw new PruneLabError(`top-k must be a whole number ≥ 0 (0 = no cut), got ${topK}`, { field: 'top-k' });
+  if (!(topP > 0 && topP <= 1)) throw new PruneLabError(`top-p must be in (0, 1], got ${topP}`, { field: 'top-p' });
+  if (!(u >= 0 && u < 1)) throw new PruneLabError(`the sample's uniform draw must be in [0, 1), got ${u}`, { field: 'pick' });
 }

@@ -11,7 +11,7 @@ import { assertFiniteWeights } from './finite.ts';
 import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode, memoryBudget, planStreamBatches, residentNeed } from './memory.ts';
 import { checkPrompt } from './limits.ts';
 import { type Plan, withCapture } from './plan.ts';
-import { type SamplingOptions, sampleToken, seededRandom } from './sampling.ts';
+import { drawPick, pickToken, type SamplingOptions, sampleToken, seededRandom } from './sampling.ts';
 import type { ModelSource } from './sources.ts';
 import { createTokenizer, type TextTokenizer } from './tokenizer.ts';
 
@@ -537,14 +537,16 @@ export class Model {
     const out: number[] = [];
     try {
       let input: readonly number[] = promptIds;
-      // greedy with no per-token logits callback: WebGPU picks on the device and reads back one id per step
-      // (same first-maximum rule as sampling.ts); sampling with a temperature stays on the CPU (float64)
-      const devicePick = (options.temperature ?? 0) <= 0 && !options.onToken && this.backend.info.kind === 'webgpu';
+      // With no per-token logits callback the backend picks where the logits are (WebGPU: argmax or the sampling
+      // kernel on the device, one id read back per step); with one, the row comes back and is picked here. Either
+      // way the step's uniform draw is made here, so the random stream is sampleToken's.
+      const backendPicks = !options.onToken;
       while (out.length < options.maxNewTokens && cache.length + input.length <= capacity) {
         checkAborted(options.signal);
-        const result = await this.backend.forward({ ids: input, plan: runPlan, logits: devicePick ? 'none' : 'last', cache, ...(devicePick ? { pick: 'argmax' as const } : {}) });
+        const pick = drawPick(options, random);
+        const result = await this.backend.forward({ ids: input, plan: runPlan, logits: backendPicks ? 'none' : 'last', cache, ...(backendPicks ? { pick } : {}) });
         const row = result.logits as Float32Array;
-        const next = result.picked ?? sampleToken(row, options, random);
+        const next = result.picked ?? pickToken(row, pick);
         out.push(next);
         options.onToken?.(next, row);
         if (options.stopAtEos && this.spec.eosTokenIds.includes(next)) break;

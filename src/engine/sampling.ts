@@ -38,6 +38,40 @@ export function topTokens(row: Float32Array, k: number): { id: number; prob: num
   return order.map((id) => ({ id, prob: Math.exp(row[id] - max) / sum }));
 }
 
+/**
+ * One sampled pick with its random draw already made: the form a backend takes in ForwardRequest.pick so
+ * it can sample where the logits are (WebGPU: on the device) with the caller's random stream.
+ */
+export interface TokenSample {
+  /** > 0 (greedy is the 'argmax' pick). */
+  temperature: number;
+  /** 0 = no cut. */
+  topK: number;
+  /** 1 = no cut; 0 < topP ≤ 1. */
+  topP: number;
+  /** The uniform draw in [0, 1) that sampleToken would take from its RNG for this step. */
+  u: number;
+}
+
+/** What picks the next token: the first maximum, or a sample. */
+export type TokenPick = 'argmax' | TokenSample;
+
+/**
+ * The pick of one decode step under `options`, drawing from `random` exactly as sampleToken would (one
+ * draw when sampling, none when greedy), so pickToken(row, drawPick(options, random)) ≡ sampleToken(row, options, random).
+ */
+export function drawPick(options: SamplingOptions, random: () => number): TokenPick {
+  const temperature = options.temperature ?? 0;
+  if (temperature <= 0) return 'argmax';
+  return { temperature, topK: options.topK ?? 0, topP: options.topP ?? 1, u: random() };
+}
+
+/** The token `pick` chooses from one logits row, by sampleToken's rule (float64). */
+export function pickToken(row: Float32Array, pick: TokenPick): number {
+  if (pick === 'argmax') return argmax(row);
+  return sampleToken(row, pick, () => pick.u);
+}
+
 export function sampleToken(row: Float32Array, options: SamplingOptions, random: () => number): number {
   const temperature = options.temperature ?? 0;
   if (temperature <= 0) return argmax(row);

@@ -10,6 +10,7 @@ import { PruneLabError } from '../errors.ts';
 import { checkForward } from '../forward-checks.ts';
 import { planKey, type Plan } from '../plan.ts';
 import { decodeToF32, type HostTensor } from '../safetensors.ts';
+import { pickToken } from '../sampling.ts';
 import type { BlockWeights, Linear, ModelWeights, Norm } from '../weights.ts';
 import { type CpuKernels, type PreparedLinear, referenceKernels } from './kernels.ts';
 import { addInPlace, blockStatSums, finalLogits, layerNorm, rmsNorm, rope } from './ops.ts';
@@ -253,8 +254,9 @@ export class CpuBackend implements Backend {
     let logits: Float32Array | null = null;
     let nllSum = 0;
     let nllCount = 0;
-    if (request.logits !== 'none' || request.nll) {
-      const wantRows = request.logits === 'last' && !request.nll ? [rows - 1] : Array.from({ length: rows }, (_, t) => t);
+    let picked: number | undefined;
+    if (request.logits !== 'none' || request.nll || request.pick) {
+      const wantRows = request.logits !== 'all' && !request.nll ? [rows - 1] : Array.from({ length: rows }, (_, t) => t);
       const all = await this.logitsOf(x, wantRows);
       if (request.nll) {
         nllSum = await this.sumNll(all, ids);
@@ -262,8 +264,10 @@ export class CpuBackend implements Backend {
       }
       if (request.logits === 'all') logits = all;
       else if (request.logits === 'last') logits = all.slice((wantRows.length - 1) * vocabSize);
+      // the same pick rule the WebGPU backend runs on the device (sampling.ts)
+      if (request.pick) picked = pickToken(all.subarray((wantRows.length - 1) * vocabSize), request.pick);
     }
-    return { logits, stats, states, nllSum, nllCount };
+    return { logits, stats, states, nllSum, nllCount, ...(picked !== undefined ? { picked } : {}) };
   }
 
   /** The same steps in block-major order: blocks arrive and leave while every sequence's stream stays. */

@@ -26,6 +26,7 @@ import { PruneLabError } from '../errors.ts';
 import { checkForward } from '../forward-checks.ts';
 import { STREAMED_LOGITS_BYTES } from '../memory.ts';
 import { type Plan, planKey } from '../plan.ts';
+import { pickToken } from '../sampling.ts';
 import type { HostTensor } from '../safetensors.ts';
 import type { BlockWeights, ModelWeights } from '../weights.ts';
 import { WebGpuCache } from './cache.ts';
@@ -39,6 +40,7 @@ import { nllPipeline, tokenNll } from './kernels/nll.ts';
 import { norm, normPipeline } from './kernels/norm.ts';
 import { rope, ropePipeline, ropeTable } from './kernels/rope.ts';
 import { argmaxIndex, argmaxPipeline, attentionDecode, attentionDecodePipeline, normGemv, normGemvPipeline } from './kernels/decode.ts';
+import { NO_PICK, sampleFitsKernel, sampleIndex, samplePipeline } from './kernels/sample.ts';
 import { blockStats, sumRows, sumRowsPipeline, tokenStats, tokenStatsPipeline } from './kernels/stats.ts';
 import { ReadbackLayout } from './readback.ts';
 import { GpuBufferMeter } from './meter.ts';
@@ -134,6 +136,8 @@ export class WebGpuBackend implements Backend {
   private tail: Promise<unknown> = Promise.resolve();
   /** Dispatches recorded by the last forward (tests: a skipped block costs nothing). */
   lastDispatchCount = 0;
+  /** Sampled picks made on the host since creation (the row read back: candidates beyond kernels/sample.ts SAMPLE_CAP). */
+  hostPicks = 0;
   /** Decode kernels reduce with subgroup operations (set by createWebGpuBackend from the adapter and options). */
   useSubgroups = false;
   /** One-token forwards use the fused decode kernels where a block allows (set by createWebGpuBackend). */
@@ -257,6 +261,7 @@ export class WebGpuBackend implements Backend {
     }
     if (fuse.mlp && b.gate) normGemvPipeline(rec, { format: b.gate.w.format, norm: b.mlpNorm !== null, parts: 2, bias: b.gate.b !== null, gated: this.spec.activation, subgroups });
     argmaxPipeline(rec);
+    samplePipeline(rec, this.useSubgroups);
   }
 
   /** x += o(attention(q, k, v)) for one token: the pre-norm and q | k | v in one GEMV, RoPE / q-k norms / cache write inside the attention kernel. */
@@ -817,11 +822,12 @@ export class WebGpuBackend implements Backend {
     const skipMlp = new Set(plan.skipMlp);
     const wantStats = plan.capture !== 'none';
     const wantStates = plan.capture === 'states';
-    const pick = request.pick === 'argmax';
-    const wantHead = request.logits !== 'none' || request.nll === true || pick;
+    const pick = request.pick ?? null;
+    // a sample whose candidates cannot fit the kernel (kernels/sample.ts) reads its row back in this submit and is picked on the host
+    const hostPick = pick !== null && pick !== 'argmax' && !sampleFitsKernel(vocabSize, pick.topK, pick.topP);
+    const wantHead = request.logits !== 'none' || request.nll === true || pick !== null;
     const headRows = request.nll || request.logits === 'all' ? rows : 1;
-    if (pick && headRows !== 1) throw new PruneLabError("pick: 'argmax' works with logits 'last' or 'none' and no nll (it picks from the last position)", { field: 'pick' });
-    const logitRows = request.logits === 'all' ? rows : request.logits === 'last' ? 1 : 0;
+    const logitRows = request.logits === 'all' ? rows : request.logits === 'last' || hostPick ? 1 : 0;
     const out = new ReadbackLayout({ slots: plan.blocks.length, rows, hidden, vocab: vocabSize, logitRows, states: wantStates }, this.ctx.limits.maxBufferSize);
     const staging = this.workspace.get('staging', out.bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     const results = this.buffer('results', out.resultFloats * F32);
@@ -849,7 +855,9 @@ export class WebGpuBackend implements Backend {
     rec.scope = 'head';
     if (wantHead) this.head(rec, x, rows, headRows, idsBuffer, request.nll ? results : null, out, staging);
     // the head's one logits row is at the start of its 'logits' buffer
-    if (pick) argmaxIndex(rec, this.buffer('logits', vocabSize * F32), vocabSize, results, out.pickIndex);
+    const lastLogits = pick ? this.buffer('logits', vocabSize * F32) : null;
+    if (pick === 'argmax') argmaxIndex(rec, lastLogits as GPUBuffer, vocabSize, results, out.pickIndex);
+    else if (pick && !hostPick) sampleIndex(rec, { logits: lastLogits as GPUBuffer, n: vocabSize, ...pick, out: results, outIndex: out.pickIndex, subgroups: this.useSubgroups });
     if (wantStats || request.nll || pick) rec.copy(results, 0, staging, 0, out.resultFloats * F32);
 
     const timing = this.profile && this.ctx.features.has('timestamp-query') ? this.armTimestamps(rec) : null;
@@ -861,14 +869,36 @@ export class WebGpuBackend implements Backend {
     staging.unmap();
     if (cache) cache.length += rows;
     const nllCount = request.nll ? rows - 1 : 0;
+    let picked = decoded.picked;
+    // the sample is beyond the kernel (known before, or NO_PICK from it): sampleToken on the row, said in the result and counted
+    const onHost = pick !== null && pick !== 'argmax' && (hostPick || picked === NO_PICK);
+    if (onHost) {
+      picked = pickToken(decoded.logits ?? (await this.readLogitsRow()), pick);
+      this.hostPicks++;
+    }
     return {
-      logits: decoded.logits,
+      logits: request.logits === 'none' ? null : decoded.logits,
       stats: decoded.stats,
       states: decoded.states,
       nllSum: nllCount > 0 ? decoded.nllSum : 0,
       nllCount,
-      ...(pick ? { picked: decoded.picked } : {}),
+      ...(pick ? { picked } : {}),
+      ...(onHost ? { pickedOnHost: true } : {}),
     };
+  }
+
+  /** The last forward's logits row (the head's 'logits' buffer, row 0), read back for a pick the sampling kernel could not make. */
+  private async readLogitsRow(): Promise<Float32Array> {
+    const bytes = this.spec.vocabSize * F32;
+    const staging = this.workspace.get('pickStaging', bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    const rec = this.recorder();
+    rec.copy(this.buffer('logits', bytes), 0, staging, 0, bytes);
+    await this.submit(rec, 'the logits row read-back');
+    await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    checkNotLost(this.ctx);
+    const row = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
+    staging.unmap();
+    return row;
   }
 }
 
