@@ -6,7 +6,8 @@
  *
  * The engine has no "head on a state" call, so this reads the final norm and head from the checkpoint
  * and applies them on the CPU with the reference backend's own steps (the same float32 numbers as the
- * CPU backend's logits).
+ * CPU backend's logits), keeping an f32 copy of the head on the host (vocab × hidden × 4 bytes). The states
+ * come from Model.forEachState, so a block-streamed model gives the same lens, in one pass over its blocks.
  */
 import type { Checkpoint } from '../engine/checkpoint.ts';
 import { layerNorm, matmul, rmsNorm } from '../engine/cpu/ops.ts';
