@@ -80,7 +80,8 @@ export const generate: Command = {
         fullNeedBytes: used.fullNeedBytes,
         budgetBytes: used.budgetBytes,
         bytesPerToken: used.mode === 'streamed' ? used.bytesPerToken : 0,
-        msPerToken,
+        // the cost of a streamed run, measured; a resident run's timing would make the output differ run to run
+        ...(used.mode === 'streamed' ? { msPerToken } : {}),
       };
       if (out.json) out.print(JSON.stringify({ prompt, promptTokens: promptIds.length, ids, text, generation }));
       else out.print(prompt + text);
