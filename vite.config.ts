@@ -24,7 +24,14 @@ export default defineConfig({
   preview: { headers: isolation },
   test: {
     // tests/python (real transformers, dev time) runs only when named: `npx vitest run tests/python`; npm test needs no Python.
-    include: ['tests/unit/**/*.test.ts', 'tests/engine/**/*.test.ts', 'tests/webgpu/**/*.test.ts', ...(process.argv.includes('tests/python') ? ['tests/python/**/*.test.ts'] : [])],
+    // tests/f16-hardware (f16 arithmetic on an adapter with shader-f16) only when named or with PRUNELAB_F16_ADAPTER=1.
+    include: [
+      'tests/unit/**/*.test.ts',
+      'tests/engine/**/*.test.ts',
+      'tests/webgpu/**/*.test.ts',
+      ...(process.argv.includes('tests/python') ? ['tests/python/**/*.test.ts'] : []),
+      ...(process.argv.includes('tests/f16-hardware') || process.env.PRUNELAB_F16_ADAPTER === '1' ? ['tests/f16-hardware/**/*.test.ts'] : []),
+    ],
     testTimeout: 60_000,
   },
 });

@@ -14,6 +14,8 @@ import { makePlan, type Plan, type Removal } from '../src/engine/plan.ts';
 import { hubAccess } from '../src/engine/hub.ts';
 import { directorySource, HUB_ORIGIN, hubSource, looksLikeHubId, type ModelSource } from '../src/engine/sources.ts';
 import { windows } from '../src/engine/tokenizer.ts';
+import type { WebGpuBackend } from '../src/engine/webgpu/backend.ts';
+import { F16MathUnavailable } from '../src/engine/webgpu/device.ts';
 import { nodeWebGpuProblem, uninstallNodeWebGpu } from '../src/engine/webgpu/node.ts';
 import type { FlagSpec, Flags, Warn } from './args.ts';
 
@@ -32,6 +34,10 @@ export const COMMON_FLAGS: readonly FlagSpec[] = [
     help: 'compute backend: cpu = onnxruntime kernels, cpu-reference = the TypeScript oracle (slow), webgpu; default: webgpu on a hardware adapter, else cpu',
   },
   { name: 'gpu-memory', value: '<MiB>', help: 'GPU memory budget in MiB (WebGPU); a model that does not fit runs block-streamed (blocks read, run and released one at a time)' },
+  {
+    name: 'gpu-f16',
+    help: 'WebGPU: f16 arithmetic for F16-stored weights (f32 accumulation; needs shader-f16). Experimental, off by default: validated by naga and emulated on the CPU, never run on hardware',
+  },
   { name: 'json', help: 'print one JSON object on stdout (warnings stay on stderr)' },
   { name: 'help', help: 'this text' },
 ];
@@ -51,12 +57,14 @@ export const REMOVAL_FLAGS: readonly FlagSpec[] = [
 
 // ---- the model -----------------------------------------------------------------------------------
 
-/** How to run the engine, from --backend and --gpu-memory. */
+/** How to run the engine, from --backend, --gpu-memory and --gpu-f16. */
 export interface EngineOptions {
   /** null: the default rule (chooseDefaultBackend). */
   backend: BackendKind | null;
   /** The GPU budget in bytes; null = no budget given. */
   gpuMemoryBytes: number | null;
+  /** --gpu-f16: f16 arithmetic on the WebGPU backend (WebGpuBackendOptions.f16Math). */
+  f16Math: boolean;
 }
 
 export function engineOptions(flags: Flags): EngineOptions {
@@ -64,7 +72,7 @@ export function engineOptions(flags: Flags): EngineOptions {
   if (backend !== null && !BACKEND_KINDS.includes(backend as BackendKind)) throw new PruneLabError(`--backend must be one of ${BACKEND_KINDS.join(', ')}, got "${backend}"`);
   // Up to 16 TiB: a larger number is a typo (bytes for MiB?), not a GPU.
   const mib = flags.maybeInt('gpu-memory', { min: 1, max: 16 * MIB, why: 'a budget in MiB' });
-  return { backend: backend as BackendKind | null, gpuMemoryBytes: mib === undefined ? null : mib * MIB };
+  return { backend: backend as BackendKind | null, gpuMemoryBytes: mib === undefined ? null : mib * MIB, f16Math: flags.has('gpu-f16') };
 }
 
 /** Which backend each open model got and why (for --json, and commands that open a second backend). */
@@ -124,12 +132,23 @@ export async function openModel(flags: Flags, warn: Warn): Promise<Model> {
   }
   if (options.gpuMemoryBytes !== null && options.backend !== 'webgpu')
     warn('--gpu-memory is a budget for the WebGPU backend; the CPU backend holds the weights in host memory and ignores it');
-  const model = await Model.load(sourceFor(modelFlag(flags)), options.backend, {
-    gpuMemoryBytes: options.gpuMemoryBytes,
-    onMode: (mode, why) => {
-      if (mode === 'streamed') warn(`running block-streamed: ${why}; each pass reads the kept blocks one at a time`);
-    },
-  });
+  if (options.f16Math && options.backend !== 'webgpu') warn(`--gpu-f16 is f16 arithmetic on the WebGPU backend; the ${options.backend} backend ignores it`);
+  let model: Model;
+  try {
+    model = await Model.load(sourceFor(modelFlag(flags)), options.backend, {
+      gpuMemoryBytes: options.gpuMemoryBytes,
+      webgpu: { f16Math: options.f16Math },
+      onMode: (mode, why) => {
+        if (mode === 'streamed') warn(`running block-streamed: ${why}; each pass reads the kept blocks one at a time`);
+      },
+    });
+  } catch (e) {
+    if (e instanceof F16MathUnavailable)
+      throw new PruneLabError(`--gpu-f16: this adapter (${e.adapter}) does not offer shader-f16, which f16 arithmetic needs; run without --gpu-f16`);
+    throw e;
+  }
+  const f16Math = (model.backend as Partial<WebGpuBackend>).f16MathSummary;
+  if (f16Math) warn(`--gpu-f16: ${f16Math} (experimental: validated by naga and emulated on the CPU, never run on hardware)`);
   backendChoices.set(model, { kind: options.backend, reason });
   openedModels.push(model);
   return model;

@@ -14,16 +14,20 @@ import { type Plan, withCapture } from './plan.ts';
 import { drawPick, pickToken, type SamplingOptions, sampleToken, seededRandom } from './sampling.ts';
 import type { ModelSource } from './sources.ts';
 import { createTokenizer, type TextTokenizer } from './tokenizer.ts';
+import type { WebGpuBackendOptions } from './webgpu/backend.ts';
 
 /** 'cpu': the CPU forward on the fast kernels (onnxruntime); 'cpu-reference': the same forward on the TypeScript oracle. */
 export type BackendKind = 'cpu' | 'cpu-reference' | 'webgpu';
 export const BACKEND_KINDS: readonly BackendKind[] = ['cpu', 'cpu-reference', 'webgpu'];
 
-export async function createBackend(kind: BackendKind, checkpoint: Checkpoint): Promise<Backend> {
+/** What a caller may choose about the WebGPU backend (the CLI's --gpu-f16). */
+export type WebGpuChoice = Pick<WebGpuBackendOptions, 'f16Math'>;
+
+export async function createBackend(kind: BackendKind, checkpoint: Checkpoint, webgpu: WebGpuChoice = {}): Promise<Backend> {
   const { spec, weights } = checkpoint;
   if (kind === 'webgpu') {
     const { createWebGpuBackend } = await import('./webgpu/backend.ts');
-    return createWebGpuBackend(spec, weights);
+    return createWebGpuBackend(spec, weights, webgpu);
   }
   const { createCpuBackend } = await import('./cpu/backend.ts');
   if (kind === 'cpu-reference') return createCpuBackend(spec, weights);
@@ -161,6 +165,8 @@ export interface ModelLoadOptions extends Omit<LoadOptions, 'blocks'>, ModeChoic
   onMode?: (mode: MemoryMode, reason: string) => void;
   /** Told per block while a streamed pass runs: block k of n (blocks × batches), bytes read, time. */
   onBlock?: BlockProgressHook;
+  /** WebGPU backend choices (ignored by the CPU backends). */
+  webgpu?: WebGpuChoice;
 }
 
 /** Where a streamed pass is, after each block: for "block 17 / 32 · 1.2 GB read · 40 s left". */
@@ -220,7 +226,7 @@ export class Model {
     options.onMode?.(mode, reason);
     if (mode === 'resident') await checkpoint.makeResident(options.signal);
     assertFiniteWeights(checkpoint.weights);
-    const model = new Model(checkpoint, await createBackend(backend, checkpoint), mode, residentFits);
+    const model = new Model(checkpoint, await createBackend(backend, checkpoint, options.webgpu), mode, residentFits);
     model.onBlock = options.onBlock ?? null;
     model.gpuBudgetBytes = options.gpuMemoryBytes ?? null;
     model.hostBudgetBytes = options.hostMemoryBytes ?? null;

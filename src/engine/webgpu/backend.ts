@@ -30,10 +30,10 @@ import { pickToken } from '../sampling.ts';
 import type { HostTensor } from '../safetensors.ts';
 import type { BlockWeights, ModelWeights } from '../weights.ts';
 import { WebGpuCache } from './cache.ts';
-import { acquireGpu, type BindingLimit, bindingLimit, checkFits, checkNotLost, type DeviceOptions, type GpuContext } from './device.ts';
+import { acquireGpu, type BindingLimit, bindingLimit, checkFits, checkNotLost, type DeviceOptions, F16MathUnavailable, type GpuContext } from './device.ts';
 import { activation, activationPipeline, finalLogits, finalLogitsPipeline } from './kernels/activation.ts';
 import { attentionPipeline, causalAttention, MAX_HEAD_DIM } from './kernels/attention.ts';
-import { PipelineCache } from './kernels/common.ts';
+import { PipelineCache, type WeightMath } from './kernels/common.ts';
 import { embeddingPipeline, embedTokens } from './kernels/embedding.ts';
 import { matmulMatrix, matmulPipeline } from './kernels/matmul.ts';
 import { nllPipeline, tokenNll } from './kernels/nll.ts';
@@ -65,6 +65,13 @@ export interface WebGpuBackendOptions extends DeviceOptions {
    * used without it; tests force splits on tiny models with a few KB.
    */
   maxBindingBytes?: number;
+  /**
+   * f16 arithmetic in the weight matmuls (kernels/common.ts WeightMath): F16-stored matrices (even width)
+   * multiply in f16 and add in f32; F32 and BF16 matrices keep f32 arithmetic (BF16 → f16 would lose range).
+   * Needs the adapter feature shader-f16 (device.ts F16MathUnavailable otherwise). Default off: validated by naga and
+   * emulated on the CPU, not yet run on an adapter that has the feature (README).
+   */
+  f16Math?: boolean;
 }
 
 /** One pipeline cache per device, so backends sharing a device compile each variant once. */
@@ -153,6 +160,8 @@ export class WebGpuBackend implements Backend {
     weights: ModelWeights,
     private readonly ownsDevice = true,
     maxBindingBytes?: number,
+    /** f16 arithmetic for F16-stored matrices (WebGpuBackendOptions.f16Math; createWebGpuBackend checks the feature). */
+    readonly f16Math = false,
   ) {
     if (spec.headDim > MAX_HEAD_DIM) throw new PruneLabError(`head_dim ${spec.headDim} exceeds the WebGPU attention kernel's ${MAX_HEAD_DIM}`, { field: 'head_dim' });
     if (weights.blocks.length !== 0 && weights.blocks.length !== spec.layers) {
@@ -192,7 +201,8 @@ export class WebGpuBackend implements Backend {
     const split = matrices.filter((m) => m.chunks.length > 1).length;
     const splitNote = split > 0 ? `, ${split} matrices split across bindings` : '';
     const held = this.streamedEnds ? 'blocks streamed' : `${formats} weights${splitNote}`;
-    this.info = { kind: 'webgpu', description: `WebGPU: ${ctx.adapterDescription} (${held})`, weightBytes };
+    this.f16MathSummary = this.f16Math ? this.summarizeF16Math(matrices) : null;
+    this.info = { kind: 'webgpu', description: `WebGPU: ${ctx.adapterDescription} (${held}${this.f16MathSummary ? `; ${this.f16MathSummary}` : ''})`, weightBytes };
   }
 
   /**
@@ -214,8 +224,25 @@ export class WebGpuBackend implements Backend {
     nllPipeline(rec);
   }
 
+  /** With f16Math, what runs in f16 (every F16-stored matrix of even width) and what stays f32: said in info.description and by the CLI. */
+  readonly f16MathSummary: string | null;
+
+  private summarizeF16Math(matrices: GpuMatrix[]): string {
+    if (this.streamedEnds) return 'f16 arithmetic on the F16-stored matrices, f32 on the others';
+    const f16 = matrices.filter((m) => this.mathOf(m) === 'f16').length;
+    if (f16 === matrices.length) return 'f16 arithmetic';
+    if (f16 === 0) return 'f16 arithmetic asked for, but no matrix is stored F16 (F32 and BF16 keep f32 arithmetic: BF16 → f16 would lose range)';
+    return `f16 arithmetic on ${f16} of ${matrices.length} matrices (the F16-stored ones; the others keep f32)`;
+  }
+
+  /** The arithmetic of a matrix's products: f16 only with f16Math, an F16-stored matrix and an even width (kernels read f16 pairs and quads). */
+  private mathOf(w: GpuMatrix): WeightMath {
+    return this.f16Math && w.format === 'f16' && w.cols % 2 === 0 ? 'f16' : 'f32';
+  }
+
   private precompileMatmuls(w: GpuMatrix, b: GPUBuffer | null, accumulate: boolean): void {
-    for (const kind of ['gemm', 'gemv'] as const) matmulPipeline({ pipelines: this.pipelines }, kind, { format: w.format, bias: b !== null, accumulate });
+    const math = this.mathOf(w);
+    for (const kind of ['gemm', 'gemv'] as const) matmulPipeline({ pipelines: this.pipelines }, kind, { format: w.format, math, bias: b !== null, accumulate });
   }
 
   private precompileBlock(i: number): void {
@@ -255,11 +282,20 @@ export class WebGpuBackend implements Backend {
     const fuse = this.decodeFusion(b);
     const subgroups = this.useSubgroups;
     if (fuse.attention) {
-      normGemvPipeline(rec, { format: b.q.w.format, norm: b.attnNorm !== null, parts: 3, bias: b.q.b !== null, gated: null, subgroups });
+      normGemvPipeline(rec, { format: b.q.w.format, math: this.mathOf(b.q.w), norm: b.attnNorm !== null, parts: 3, bias: b.q.b !== null, gated: null, subgroups });
       const headNorm = this.spec.qkNorm === 'head';
       for (const rope of new Set(this.spec.layerKinds.map((k) => k.rope !== null))) attentionDecodePipeline(rec, { rope, headNorm, subgroups });
     }
-    if (fuse.mlp && b.gate) normGemvPipeline(rec, { format: b.gate.w.format, norm: b.mlpNorm !== null, parts: 2, bias: b.gate.b !== null, gated: this.spec.activation, subgroups });
+    if (fuse.mlp && b.gate)
+      normGemvPipeline(rec, {
+        format: b.gate.w.format,
+        math: this.mathOf(b.gate.w),
+        norm: b.mlpNorm !== null,
+        parts: 2,
+        bias: b.gate.b !== null,
+        gated: this.spec.activation,
+        subgroups,
+      });
     argmaxPipeline(rec);
     // the sampling kernel compiles on the first sampled step (~1.5 s on SwiftShader): greedy runs and tests never pay it
   }
@@ -277,6 +313,7 @@ export class WebGpuBackend implements Backend {
       eps: normEps,
       offset: normOffset,
       weights: [block.q.w, block.k.w, block.v.w],
+      math: this.mathOf(block.q.w),
       biases,
       y: qkv,
       gated: null,
@@ -319,6 +356,7 @@ export class WebGpuBackend implements Backend {
       eps: normEps,
       offset: normOffset,
       weights: [gate.w, block.up.w],
+      math: this.mathOf(gate.w),
       biases,
       y: act,
       gated,
@@ -645,7 +683,7 @@ export class WebGpuBackend implements Backend {
   }
 
   private linear(rec: Recorder, x: GPUBuffer, rows: number, l: GpuLinear, y: GPUBuffer, output: LinearOutput = {}): void {
-    matmulMatrix(rec, { x, rows, w: l.w, bias: l.b, y, ...output });
+    matmulMatrix(rec, { x, rows, w: l.w, math: this.mathOf(l.w), bias: l.b, y, ...output });
   }
 
   /** x_0: token embedding × embedScale (+ learned position embedding); `ids` index `embed`'s rows. */
@@ -763,7 +801,7 @@ export class WebGpuBackend implements Backend {
     for (let g = 0; g < headRows; g += groupRows) {
       const count = Math.min(groupRows, headRows - g);
       this.normalize(rec, x, count, this.finalNorm, headIn, { inRowOffset: rows - headRows + g });
-      matmulMatrix(rec, { x: headIn, rows: count, w: lmHead, bias: null, y: logits });
+      matmulMatrix(rec, { x: headIn, rows: count, w: lmHead, math: this.mathOf(lmHead), bias: null, y: logits });
       finalLogits(rec, logits, count * vocabSize, logitScale, finalSoftcap);
       // nll implies headRows = rows, so g is the sequence row; the last row predicts nothing.
       const predicted = Math.min(count, rows - 1 - g);
@@ -907,11 +945,16 @@ export async function createWebGpuBackend(spec: ModelSpec, weights: ModelWeights
   const owns = !options.context;
   const ctx = options.context ?? (await acquireGpu(options));
   checkNotLost(ctx);
+  // acquireGpu requests shader-f16 whenever the adapter offers it; f16 arithmetic without it is refused before any upload
+  if (options.f16Math && !ctx.features.has('shader-f16')) {
+    if (owns) ctx.device.destroy();
+    throw new F16MathUnavailable(ctx.adapterDescription);
+  }
   ctx.device.pushErrorScope('validation');
   ctx.device.pushErrorScope('out-of-memory');
   let backend: WebGpuBackend | null = null;
   try {
-    backend = new WebGpuBackend(ctx, spec, weights, owns, options.maxBindingBytes);
+    backend = new WebGpuBackend(ctx, spec, weights, owns, options.maxBindingBytes, options.f16Math ?? false);
     backend.useSubgroups = (options.subgroups ?? true) && ctx.features.has('subgroups');
     backend.fuseDecode = options.fuseDecode ?? true;
     if (options.precompile ?? true) backend.precompile();

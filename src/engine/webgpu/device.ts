@@ -60,6 +60,14 @@ export async function acquireGpu(options: DeviceOptions = {}): Promise<GpuContex
   return ctx;
 }
 
+/** f16 arithmetic (WebGpuBackendOptions.f16Math) was asked for on an adapter without shader-f16; the CLI names its flag, --gpu-f16. */
+export class F16MathUnavailable extends PruneLabError {
+  constructor(readonly adapter: string) {
+    super(`this adapter (${adapter}) does not offer shader-f16, which f16 arithmetic needs; leave f16 arithmetic off`, { field: 'f16Math' });
+    this.name = 'F16MathUnavailable';
+  }
+}
+
 export function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${n} bytes`;
 }

@@ -71,8 +71,35 @@ export type WeightFormat = 'f32' | 'f16' | 'bf16';
 /** Bytes per weight element on the GPU. */
 export const WEIGHT_ELEMENT_BYTES: Record<WeightFormat, number> = { f32: 4, f16: 2, bf16: 2 };
 
-/** A storage binding for weights plus `<name>At(i) -> f32`, the one place the format matters. */
-export function weightBinding(binding: number, name: string, format: WeightFormat): string {
+/**
+ * The arithmetic of a weight matrix's inner products. 'f32' (the default, every format): the weight is
+ * unpacked to f32 exactly and multiplied in f32 (fma). 'f16' (backend option f16Math, CLI --gpu-f16; adapter
+ * feature shader-f16; F16-stored matrices with an even number of columns only): the activation is rounded
+ * to f16, multiplied by the f16 weight in f16, and each product is converted to f32 and added in f32 (no
+ * f16 partial sums: no f16 overflow or cancellation beyond one product). Per term, with u the error of one
+ * rounding to f16 (2⁻¹¹ to nearest; WGSL fixes no rounding mode, so either neighbour: u = 2⁻¹⁰) and η its
+ * absolute error below 2⁻¹⁴ (2⁻²⁴ with subnormals; 2⁻¹⁴ where an adapter flushes them to zero):
+ *   |f32(f16(f16(x)·w)) − x·w| ≤ (2u + u²)·|x·w| + η·(1 + 2|w|)
+ * and a dot product of k terms is within the sum of those of exact plus the f32 sum's own error
+ * (≤ k·2⁻²⁴·Σ|terms|). |x| or |f16(x)·w| beyond f16's range (65504) becomes ±inf or ±65504: this path's limit.
+ * tests/unit/f16-math.test.ts checks the bound on the embedded model's matrices.
+ */
+export type WeightMath = 'f32' | 'f16';
+
+/**
+ * A storage binding for weights plus `<name>At(i) -> f32`, the one place the format matters. With math
+ * 'f16' (format f16 only) the words are bound as vec2<f16> (the same bytes) and two more accessors exist:
+ * `<name>Half(i) -> f16` and `<name>Quad(i) -> vec4<f16>` (elements i … i + 3, i even); the module then
+ * needs `enable f16;` (f16Header).
+ */
+export function weightBinding(binding: number, name: string, format: WeightFormat, math: WeightMath = 'f32'): string {
+  if (math === 'f16') {
+    if (format !== 'f16') throw new Error(`f16 arithmetic is for f16-stored weights, not ${format} (${name})`);
+    return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec2<f16>>;
+fn ${name}At(i: u32) -> f32 { return f32(${name}[i >> 1u][i & 1u]); }
+fn ${name}Half(i: u32) -> f16 { return ${name}[i >> 1u][i & 1u]; }
+fn ${name}Quad(i: u32) -> vec4<f16> { let j = i >> 1u; return vec4<f16>(${name}[j], ${name}[j + 1u]); }`;
+  }
   if (format === 'f32') {
     return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<f32>;
 fn ${name}At(i: u32) -> f32 { return ${name}[i]; }`;
@@ -84,6 +111,33 @@ fn ${name}At(i: u32) -> f32 { let word = ${name}[i >> 1u]; return bitcast<f32>(s
   }
   return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<u32>;
 fn ${name}At(i: u32) -> f32 { return unpack2x16float(${name}[i >> 1u])[i & 1u]; }`;
+}
+
+/** The WGSL preamble of a kernel using f16 arithmetic (adapter feature `shader-f16`). */
+export function f16Header(): string {
+  return 'enable f16;';
+}
+
+/**
+ * One lane's share of a GEMV row's inner product, added into the f32 `acc`: Σ x(i)·W[rowStart + i] over
+ * i < k, i ≡ lane (mod lanes) for math 'f32' (fma, element by element), or over the lane's runs of four
+ * (i = 4q, q ≡ lane mod lanes; the last k mod 4 elements by element) for math 'f16': four f16 products per
+ * step, each converted to f32 (WeightMath's bound). `x(i)` is the f32 activation at WGSL index expression i;
+ * `k`, `rowStart` are u32 expressions (rowStart even for 'f16').
+ */
+export function weightDot(a: { w: string; math?: WeightMath; x: (i: string) => string; rowStart: string; k: string; lane: string; lanes: string; acc: string }): string {
+  const { w, x, rowStart, k, lane, lanes, acc } = a;
+  if (a.math !== 'f16') return `for (var i = ${lane}; i < ${k}; i = i + ${lanes}) { ${acc} = fma(${x('i')}, ${w}At(${rowStart} + i), ${acc}); }`;
+  return `{
+    var acc4 = vec4<f32>(0.0);
+    for (var q = ${lane}; q < ${k} / 4u; q = q + ${lanes}) {
+      let i = 4u * q;
+      let xv = vec4<f16>(vec4<f32>(${x('i')}, ${x('i + 1u')}, ${x('i + 2u')}, ${x('i + 3u')}));
+      acc4 = acc4 + vec4<f32>(xv * ${w}Quad(${rowStart} + i));
+    }
+    for (var i = (${k} & ~3u) + ${lane}; i < ${k}; i = i + ${lanes}) { acc4.x = acc4.x + f32(f16(${x('i')}) * ${w}Half(${rowStart} + i)); }
+    ${acc} = ${acc} + ((acc4.x + acc4.y) + (acc4.z + acc4.w));
+  }`;
 }
 
 /** The WGSL preamble of a kernel using subgroup operations (adapter feature `subgroups`). */

@@ -14,7 +14,20 @@
  */
 import type { Binding, Recorder } from '../recorder.ts';
 import type { GpuMatrix } from '../tensors.ts';
-import { grid, LINEAR_ID, MATH_WGSL, reductions, subgroupHeader, uniforms, WEIGHT_ELEMENT_BYTES, type WeightFormat, weightBinding } from './common.ts';
+import {
+  f16Header,
+  grid,
+  LINEAR_ID,
+  MATH_WGSL,
+  reductions,
+  subgroupHeader,
+  uniforms,
+  WEIGHT_ELEMENT_BYTES,
+  type WeightFormat,
+  type WeightMath,
+  weightBinding,
+  weightDot,
+} from './common.ts';
 import { MAX_HEAD_DIM, onlineSoftmaxWgsl } from './attention.ts';
 
 /** GEMV shape, as matmul.ts: 8 lanes split the inner dimension of each of 8 outputs per workgroup. */
@@ -26,6 +39,8 @@ export type DecodeActivation = 'silu' | 'gelu_new' | 'gelu';
 
 export interface NormGemvVariant {
   format: WeightFormat;
+  /** Arithmetic of the weight products (common.ts WeightMath; absent = 'f32'). */
+  math?: WeightMath;
   /** RMSNorm prologue over x (with the family's weight offset), or x as it is. */
   norm: boolean;
   /** Weight matrices bound: 1–3 stacked outputs, or 2 (gate, up) when gated. */
@@ -47,15 +62,15 @@ function normGemvCode(v: NormGemvVariant): string {
   let b = 1;
   const decl: string[] = [`@group(0) @binding(${b++}) var<storage, read> x: array<f32>;`];
   if (v.norm) decl.push(`@group(0) @binding(${b++}) var<storage, read> nw: array<f32>;`);
-  for (let i = 0; i < v.parts; i++) decl.push(weightBinding(b++, `w${i}`, v.format));
+  for (let i = 0; i < v.parts; i++) decl.push(weightBinding(b++, `w${i}`, v.format, v.math));
   decl.push(`@group(0) @binding(${b++}) var<storage, read_write> y: array<f32>;`);
   if (v.bias) for (let i = 0; i < v.parts; i++) decl.push(`@group(0) @binding(${b++}) var<storage, read> b${i}: array<f32>;`);
   // the normalised input element, exactly as norm.ts writes it
-  const xn = v.norm ? 'x[i] * scale * (p.offset + nw[i])' : 'x[i]';
+  const xn = (i: string) => (v.norm ? `x[${i}] * scale * (p.offset + nw[${i}])` : `x[${i}]`);
   const dot = (i: number) => `fn dot${i}(row: u32, lane: u32, scale: f32) -> f32 {
   var acc = 0.0;
   let wo = row * p.k;
-  for (var i = lane; i < p.k; i = i + LANES) { acc = fma(${xn}, w${i}At(wo + i), acc); }
+  ${weightDot({ w: `w${i}`, math: v.math, x: xn, rowStart: 'wo', k: 'p.k', lane: 'lane', lanes: 'LANES', acc: 'acc' })}
   return acc;
 }`;
   const dots = Array.from({ length: v.parts }, (_, i) => dot(i)).join('\n');
@@ -85,6 +100,7 @@ function normGemvCode(v: NormGemvVariant): string {
   }
   body = body.replace(/LANE_SUM\((\w+)\)/g, v.subgroups ? 'laneSum($1, lid, sgSize)' : 'laneSumTree($1, lid)');
   return `${v.subgroups ? subgroupHeader() : ''}
+${v.math === 'f16' ? f16Header() : ''}
 ${GEMV_PARAMS.wgsl}
 ${decl.join('\n')}
 ${v.gated ? ACT_WGSL : ''}
@@ -140,7 +156,7 @@ ${body}
 }
 
 export function normGemvPipeline(rec: Pick<Recorder, 'pipelines'>, v: NormGemvVariant): GPUComputePipeline {
-  const key = `norm-gemv-${v.format}${v.norm ? '-norm' : ''}-${v.parts}${v.bias ? '-bias' : ''}${v.gated ? `-${v.gated}` : ''}${v.subgroups ? '-sg' : ''}`;
+  const key = `norm-gemv-${v.format}${v.math === 'f16' ? '-f16math' : ''}${v.norm ? '-norm' : ''}-${v.parts}${v.bias ? '-bias' : ''}${v.gated ? `-${v.gated}` : ''}${v.subgroups ? '-sg' : ''}`;
   return rec.pipelines.get(key, () => normGemvCode(v));
 }
 
@@ -152,6 +168,8 @@ export interface NormGemvArgs {
   offset: number;
   /** One chunk each, same format. */
   weights: GpuMatrix[];
+  /** Arithmetic of the weight products (common.ts WeightMath; default 'f32'). */
+  math?: WeightMath;
   biases: GPUBuffer[] | null;
   y: GPUBuffer;
   gated: DecodeActivation | null;
@@ -161,7 +179,17 @@ export interface NormGemvArgs {
 /** y = [x̂·W0ᵀ | x̂·W1ᵀ | x̂·W2ᵀ] (+ biases), or act(x̂·Wgᵀ) · x̂·Wuᵀ when gated, x̂ = rmsnorm(x) or x. One dispatch. */
 export function normGemv(rec: Recorder, a: NormGemvArgs): void {
   const parts = a.weights.length as 1 | 2 | 3;
-  const v: NormGemvVariant = { format: a.weights[0].format, norm: a.normWeight !== null, parts, bias: a.biases !== null, gated: a.gated, subgroups: a.subgroups };
+  const v: NormGemvVariant = {
+    format: a.weights[0].format,
+    math: a.math ?? 'f32',
+    norm: a.normWeight !== null,
+    parts,
+    bias: a.biases !== null,
+    gated: a.gated,
+    subgroups: a.subgroups,
+  };
+  if (v.math === 'f16' && (v.format !== 'f16' || a.weights[0].cols % 2 !== 0))
+    throw new Error(`f16 arithmetic needs f16 weights of even width, got ${v.format} × ${a.weights[0].cols}`);
   const buffers: Binding[] = [a.x];
   if (a.normWeight) buffers.push(a.normWeight);
   for (const w of a.weights) buffers.push(w.chunks[0].buffer);

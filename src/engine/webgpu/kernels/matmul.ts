@@ -6,10 +6,12 @@
  * Two shapes: a tiled, register-blocked GEMM for prefill (rows > 1) and a GEMV for decode (rows = 1).
  * A matrix split into row chunks (tensors.ts) is several matmuls, one per chunk, each writing its own
  * column range [colOffset, colOffset + n) of y's rows (row stride `ldy`, the whole matrix's out).
+ * With math 'f16' (common.ts WeightMath: f16 weights, shader-f16) the same kernels multiply in f16: the GEMM
+ * stages x and W as f16 tiles, the GEMV reads four weights per step; every product is added in f32.
  */
 import type { Binding, Recorder } from '../recorder.ts';
 import type { GpuMatrix } from '../tensors.ts';
-import { grid, LINEAR_ID, uniforms, WEIGHT_ELEMENT_BYTES, type WeightFormat, weightBinding } from './common.ts';
+import { f16Header, grid, LINEAR_ID, uniforms, WEIGHT_ELEMENT_BYTES, type WeightFormat, type WeightMath, weightBinding, weightDot } from './common.ts';
 
 /** GEMM tile: BM rows × BN outputs per workgroup, each of the 8×16 threads holding a 4×4 block. */
 const BM = 32;
@@ -21,6 +23,8 @@ const GEMV_OUTS = 8;
 
 export interface MatmulVariant {
   format: WeightFormat;
+  /** Arithmetic of the weight products (common.ts WeightMath; absent = 'f32'). */
+  math?: WeightMath;
   bias: boolean;
   accumulate: boolean;
 }
@@ -28,10 +32,10 @@ export interface MatmulVariant {
 const PARAMS = uniforms({ rows: 'u32', n: 'u32', k: 'u32', outRowOffset: 'u32', ldy: 'u32', colOffset: 'u32', alpha: 'f32' });
 
 function header(v: MatmulVariant): string {
-  return `
+  return `${v.math === 'f16' ? f16Header() : ''}
 ${PARAMS.wgsl}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-${weightBinding(2, 'w', v.format)}
+${weightBinding(2, 'w', v.format, v.math)}
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 ${v.bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
 fn storeOut(r: u32, c: u32, acc: f32) {
@@ -42,10 +46,13 @@ fn storeOut(r: u32, c: u32, acc: f32) {
 }
 
 function gemmCode(v: MatmulVariant): string {
+  // f16 math: the tiles hold f16 (x rounded once, on staging) and each product is widened before the f32 add
+  const t = v.math === 'f16' ? 'f16' : 'f32';
+  const mac = (a: string, acc: string) => (v.math === 'f16' ? `${acc} + vec4<f32>(${a} * wv)` : `fma(vec4<f32>(${a}), wv, ${acc})`);
   return `${header(v)}
 const BM = ${BM}u; const BN = ${BN}u; const BK = ${BK}u;
-var<workgroup> xs: array<f32, ${BM * BK}>;
-var<workgroup> ws: array<f32, ${BN * BK}>;
+var<workgroup> xs: array<${t}, ${BM * BK}>;
+var<workgroup> ws: array<${t}, ${BN * BK}>;
 /** Row r, columns c, c + 16, c + 32, c + 48 (a thread's outputs are strided so stores coalesce). */
 fn storeRow(r: u32, c: u32, v: vec4<f32>) {
   if (r >= p.rows) { return; }
@@ -68,22 +75,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let kk = k0 + e % BK;
       var v = 0.0;
       if (r < p.rows && kk < p.k) { v = x[r * p.k + kk]; }
-      xs[e] = v;
+      xs[e] = ${v.math === 'f16' ? 'f16(v)' : 'v'};
     }
     for (var e = li; e < BN * BK; e = e + 128u) {
       let c = col0 + e / BK;
       let kk = k0 + e % BK;
       var v = 0.0;
       if (c < p.n && kk < p.k) { v = wAt(c * p.k + kk); }
-      ws[e] = v;
+      ws[e] = ${v.math === 'f16' ? 'f16(v)' : 'v'};
     }
     workgroupBarrier();
     for (var kk = 0u; kk < BK; kk = kk + 1u) {
-      let wv = vec4<f32>(ws[lid.x * BK + kk], ws[(lid.x + 16u) * BK + kk], ws[(lid.x + 32u) * BK + kk], ws[(lid.x + 48u) * BK + kk]);
-      acc0 = fma(vec4<f32>(xs[lid.y * BK + kk]), wv, acc0);
-      acc1 = fma(vec4<f32>(xs[(lid.y + 8u) * BK + kk]), wv, acc1);
-      acc2 = fma(vec4<f32>(xs[(lid.y + 16u) * BK + kk]), wv, acc2);
-      acc3 = fma(vec4<f32>(xs[(lid.y + 24u) * BK + kk]), wv, acc3);
+      let wv = vec4<${t}>(ws[lid.x * BK + kk], ws[(lid.x + 16u) * BK + kk], ws[(lid.x + 32u) * BK + kk], ws[(lid.x + 48u) * BK + kk]);
+      acc0 = ${mac('xs[lid.y * BK + kk]', 'acc0')};
+      acc1 = ${mac('xs[(lid.y + 8u) * BK + kk]', 'acc1')};
+      acc2 = ${mac('xs[(lid.y + 16u) * BK + kk]', 'acc2')};
+      acc3 = ${mac('xs[(lid.y + 24u) * BK + kk]', 'acc3')};
     }
     workgroupBarrier();
   }
@@ -104,7 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc = 0.0;
   if (o < p.n) {
     let wo = o * p.k;
-    for (var i = lid.x; i < p.k; i = i + LANES) { acc = fma(x[i], wAt(wo + i), acc); }
+    ${weightDot({ w: 'w', math: v.math, x: (i) => `x[${i}]`, rowStart: 'wo', k: 'p.k', lane: 'lid.x', lanes: 'LANES', acc: 'acc' })}
   }
   let slot = lid.y * LANES + lid.x;
   part[slot] = acc;
@@ -118,7 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 export function matmulPipeline(rec: Pick<Recorder, 'pipelines'>, kind: 'gemm' | 'gemv', v: MatmulVariant): GPUComputePipeline {
-  const key = `matmul-${kind}-${v.format}${v.bias ? '-bias' : ''}${v.accumulate ? '-acc' : ''}`;
+  const key = `matmul-${kind}-${v.format}${v.math === 'f16' ? '-f16math' : ''}${v.bias ? '-bias' : ''}${v.accumulate ? '-acc' : ''}`;
   return rec.pipelines.get(key, () => (kind === 'gemm' ? gemmCode(v) : gemvCode(v)));
 }
 
@@ -127,6 +134,8 @@ export interface MatmulArgs {
   rows: number;
   w: GPUBuffer;
   format: WeightFormat;
+  /** Arithmetic (common.ts WeightMath; default 'f32'). */
+  math?: WeightMath;
   bias: GPUBuffer | null;
   y: GPUBuffer;
   n: number;
@@ -143,7 +152,8 @@ export interface MatmulArgs {
 
 /** Records y (+)= x · Wᵀ + b for one weight buffer; GEMV when there is one row. */
 export function matmul(rec: Recorder, a: MatmulArgs): void {
-  const variant: MatmulVariant = { format: a.format, bias: a.bias !== null, accumulate: a.accumulate ?? false };
+  const variant: MatmulVariant = { format: a.format, math: a.math ?? 'f32', bias: a.bias !== null, accumulate: a.accumulate ?? false };
+  if (variant.math === 'f16' && (a.format !== 'f16' || a.k % 2 !== 0)) throw new Error(`f16 arithmetic needs f16 weights of even width, got ${a.format} × ${a.k}`);
   const buffers: Binding[] = [a.x, a.w, a.y];
   if (a.bias) buffers.push(a.bias);
   const params = PARAMS.pack({ rows: a.rows, n: a.n, k: a.k, outRowOffset: a.outRowOffset ?? 0, ldy: a.ldy ?? a.n, colOffset: a.colOffset ?? 0, alpha: a.alpha ?? 1 });
@@ -159,6 +169,8 @@ export interface MatrixMatmulArgs {
   x: Binding;
   rows: number;
   w: GpuMatrix;
+  /** Arithmetic (common.ts WeightMath; default 'f32'). */
+  math?: WeightMath;
   bias: GPUBuffer | null;
   y: GPUBuffer;
   accumulate?: boolean;
