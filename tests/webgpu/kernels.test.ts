@@ -325,7 +325,7 @@ describeGpu('WebGPU kernels vs the CPU reference ops', () => {
     const perToken = h.buffer(rows * slots * 3 * 4);
     const results = h.buffer(slots * 3 * 4);
     await h.run((rec) => {
-      outs.forEach((x, slot) => tokenStats(rec, xin, x, rows, width, perToken, { stride: slots * 3, offset: slot * 3, advance: true }));
+      for (const [slot, x] of outs.entries()) tokenStats(rec, xin, x, rows, width, perToken, { stride: slots * 3, offset: slot * 3, advance: true });
       sumRows(rec, perToken, rows, slots * 3, results, 0);
     });
     const got = await h.read(results, slots * 3);

@@ -98,7 +98,15 @@ export interface TokenStatsLayout {
 }
 
 /** perToken[t · stride + offset …] = (cos, angular, relMagnitude) of x_in,t vs x_out,t (default: rows × 3 floats). */
-export function tokenStats(rec: Recorder, xin: GPUBuffer, xout: GPUBuffer, rows: number, width: number, perToken: GPUBuffer, layout: TokenStatsLayout = { stride: 3, offset: 0, advance: false }): void {
+export function tokenStats(
+  rec: Recorder,
+  xin: GPUBuffer,
+  xout: GPUBuffer,
+  rows: number,
+  width: number,
+  perToken: GPUBuffer,
+  layout: TokenStatsLayout = { stride: 3, offset: 0, advance: false },
+): void {
   const { stride, offset, advance } = layout;
   rec.dispatch(tokenStatsPipeline(rec), TOKEN_STATS_PARAMS.pack({ rows, width, stride, offset, advance: advance ? 1 : 0 }), [xin, xout, perToken], grid(rows));
 }
