@@ -11,7 +11,7 @@ import { assertFiniteWeights } from './finite.ts';
 import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode, memoryBudget, planStreamBatches, residentNeed } from './memory.ts';
 import { checkPrompt } from './limits.ts';
 import { type Plan, withCapture } from './plan.ts';
-import { drawPick, pickToken, type SamplingOptions, sampleToken, seededRandom } from './sampling.ts';
+import { drawPick, pickToken, type SamplingOptions, seededRandom } from './sampling.ts';
 import type { ModelSource } from './sources.ts';
 import { createTokenizer, type TextTokenizer } from './tokenizer.ts';
 import type { WebGpuBackendOptions } from './webgpu/backend.ts';
@@ -575,9 +575,10 @@ export class Model {
     const out: number[] = [];
     while (out.length < options.maxNewTokens && ids.length <= capacity) {
       checkAborted(options.signal);
+      const pick = drawPick(options, random);
       const { lastLogits } = await this.streamedPass([ids], plan, { stats: false, nll: false, lastLogits: true }, { signal: options.signal });
       const row = lastLogits[0] as Float32Array;
-      const next = sampleToken(row, options, random);
+      const next = pickToken(row, pick);
       out.push(next);
       ids.push(next);
       options.onToken?.(next, row);
