@@ -208,6 +208,14 @@ export const checks = [
       const svg = (await download(page, 'export-svg')).bytes.toString('utf8');
       assert.match(svg, /^<\?xml[^>]*>\s*<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
       assert.equal((svg.match(/class="|var\(--/g) ?? []).length, 0, 'styles are inlined (no classes or CSS variables left)');
+      // the legend beside the chart on the page is drawn into the file, swatches included
+      const legend = [...svg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
+      for (const label of ['kept', 'removed', 'half removed'])
+        assert.ok(legend.includes(label), `the exported chart's legend has "${label}" (texts: ${legend.slice(-6).join(' | ')})`);
+      assert.ok(
+        (svg.match(/url\(&quot;#hatch-removed&quot;\)|url\("#hatch-removed"\)|url\(#hatch-removed\)/g) ?? []).length >= 1,
+        "the removed swatch uses the bars' hatch pattern",
+      );
       const width = Number(/<svg[^>]*\swidth="(\d+(?:\.\d+)?)"/.exec(svg)[1]);
       const png = (await download(page, 'export-png')).bytes;
       assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');

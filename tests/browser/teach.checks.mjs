@@ -412,7 +412,15 @@ export const checks = [
       assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG', 'the sweep chart as PNG');
       assert.ok(png.readUInt32BE(16) > 600 && png.readUInt32BE(20) > 500, `the PNG is the plot at 2× (${png.readUInt32BE(16)}×${png.readUInt32BE(20)})`);
       writeFileSync(join(screenshotDir, 'sweep-export.png'), png);
-      assert.match((await download(page, 'export-sweep-svg')).text, /<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+      const sweepSvg = (await download(page, 'export-sweep-svg')).text;
+      assert.match(sweepSvg, /<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+      // the file carries the legend of the strategies shown on the page (hidden ones left out)
+      const shownLabels = await page.$$eval('[data-testid=sweep-chart] [data-legend-item][aria-pressed=true]', (items) => items.map((i) => i.dataset.legendItem));
+      const hiddenLabels = await page.$$eval('[data-testid=sweep-chart] [data-legend-item][aria-pressed=false]', (items) => items.map((i) => i.dataset.legendItem));
+      const texts = [...sweepSvg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1].replaceAll('&amp;', '&'));
+      assert.ok(shownLabels.length > 0);
+      for (const label of shownLabels) assert.ok(texts.includes(label), `the exported sweep's legend has "${label}"`);
+      for (const label of hiddenLabels) assert.ok(!texts.includes(label), `a hidden strategy ("${label}") is left out of the exported legend`);
 
       // The link, in a fresh profile, with the model's weights held back: the sweep is drawn at once.
       await page.getByTestId('copy-link').click();

@@ -239,13 +239,13 @@ function sweepSvg(): SVGSVGElement | null {
 
 export function exportSweepSvg(): void {
   const svg = sweepSvg();
-  if (svg) saveFile(chartSvgText(svg).text, `${baseName()}-sweep.svg`, 'image/svg+xml');
+  if (svg) saveFile(chartSvgText(svg, sweepLegend()).text, `${baseName()}-sweep.svg`, 'image/svg+xml');
 }
 
 export async function exportSweepPng(): Promise<void> {
   const svg = sweepSvg();
   if (!svg) return;
-  const { text, width, height } = chartSvgText(svg);
+  const { text, width, height } = chartSvgText(svg, sweepLegend());
   try {
     saveFile(await svgToPng(text, width, height), `${baseName()}-sweep.png`, 'image/png');
   } catch (e) {
@@ -292,11 +292,82 @@ const SVG_STYLE = [
 ] as const;
 
 function influenceSvg(): SVGSVGElement | null {
-  return document.querySelector<SVGSVGElement>('[data-testid=influence-chart] svg');
+  return document.querySelector<SVGSVGElement>('[data-testid=influence-chart] svg[role=group]');
 }
 
-/** The chart as a standalone SVG document: styles inlined, interaction layers dropped, a background added. */
-export function chartSvgText(svg: SVGSVGElement): { text: string; width: number; height: number } {
+function influenceLegend(): Element | null {
+  return document.querySelector('[data-testid=influence-chart] .legend');
+}
+
+function sweepLegend(): Element | null {
+  return document.querySelector('[data-testid=sweep-chart] .legend');
+}
+
+/** Copies the computed SVG styles of `original` and its descendants onto `copy` (same tree), dropping page-only attributes. */
+function inlineStyles(original: Element, copy: Element): void {
+  const originals = [original, ...original.querySelectorAll('*')];
+  const copies = [copy, ...copy.querySelectorAll('*')];
+  originals.forEach((element, i) => {
+    const target = copies[i] as SVGElement;
+    const computed = getComputedStyle(element);
+    const style = SVG_STYLE.map((p) => `${p}:${computed.getPropertyValue(p)}`).join(';');
+    target.setAttribute('style', style);
+    target.removeAttribute('class');
+    for (const attribute of ['role', 'tabindex', 'aria-pressed', 'aria-hidden', 'data-testid']) target.removeAttribute(attribute);
+  });
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const LEGEND_ROW = 18;
+
+/**
+ * The chart's legend drawn into the file, below the plot: every `[data-legend-item]` under `legend` (its value is
+ * the label) whose series is shown (not aria-pressed="false"), with its `<svg>` swatch copied, styles inlined.
+ * Rows wrap at the chart's width. Returns the group and its height.
+ */
+function legendGroup(legend: Element, x: number, y: number, width: number): { group: SVGGElement; height: number } | null {
+  const items = [...legend.querySelectorAll<HTMLElement>('[data-legend-item]')].filter((item) => item.getAttribute('aria-pressed') !== 'false');
+  if (items.length === 0) return null;
+  const group = document.createElementNS(SVG_NS, 'g');
+  const measure = document.createElement('canvas').getContext('2d');
+  let cx = 0;
+  let row = 0;
+  for (const item of items) {
+    const label = item.dataset.legendItem ?? '';
+    const swatch = item.querySelector('svg');
+    const font = getComputedStyle(item);
+    if (measure) measure.font = `${font.fontWeight} ${font.fontSize} ${font.fontFamily}`;
+    const swatchWidth = swatch ? Number(swatch.getAttribute('width')) || 12 : 0;
+    const swatchHeight = swatch ? Number(swatch.getAttribute('height')) || 12 : 0;
+    const itemWidth = swatchWidth + 4 + (measure ? measure.measureText(label).width : label.length * 6.5) + 14;
+    if (cx > 0 && cx + itemWidth > width) {
+      cx = 0;
+      row++;
+    }
+    const top = row * LEGEND_ROW;
+    if (swatch) {
+      const copy = swatch.cloneNode(true) as SVGSVGElement;
+      inlineStyles(swatch, copy);
+      copy.setAttribute('x', String(x + cx));
+      copy.setAttribute('y', String(y + top + (LEGEND_ROW - swatchHeight) / 2));
+      group.append(copy);
+    }
+    const text = document.createElementNS(SVG_NS, 'text');
+    text.textContent = label;
+    text.setAttribute('x', String(x + cx + swatchWidth + 4));
+    text.setAttribute('y', String(y + top + LEGEND_ROW / 2));
+    text.setAttribute('style', `fill:${font.color};font-family:${font.fontFamily};font-size:${font.fontSize};dominant-baseline:central`);
+    group.append(text);
+    cx += itemWidth;
+  }
+  return { group, height: (row + 1) * LEGEND_ROW + 6 };
+}
+
+/**
+ * The chart as a standalone SVG document: styles inlined, interaction layers dropped, a background added, and
+ * the chart's legend (the HTML one beside it on the page) drawn below the plot when given.
+ */
+export function chartSvgText(svg: SVGSVGElement, legend: Element | null = null): { text: string; width: number; height: number } {
   // The chart lets long axis labels overflow its box on the page; the file's box takes them in.
   const box = { x: 0, y: 0, width: Number(svg.getAttribute('width')) || svg.clientWidth, height: Number(svg.getAttribute('height')) || svg.clientHeight };
   try {
@@ -309,32 +380,27 @@ export function chartSvgText(svg: SVGSVGElement): { text: string; width: number;
   } catch {
     // not rendered (no layout): keep the chart's own box
   }
-  const { width, height } = box;
   const copy = svg.cloneNode(true) as SVGSVGElement;
-  const originals = [svg, ...svg.querySelectorAll('*')];
-  const copies = [copy, ...copy.querySelectorAll('*')];
-  originals.forEach((element, i) => {
-    const target = copies[i] as SVGElement;
-    const computed = getComputedStyle(element);
-    const style = SVG_STYLE.map((p) => `${p}:${computed.getPropertyValue(p)}`).join(';');
-    target.setAttribute('style', style);
-    target.removeAttribute('class');
-    for (const attribute of ['role', 'tabindex', 'aria-pressed', 'data-testid']) target.removeAttribute(attribute);
-  });
+  inlineStyles(svg, copy);
   for (const hit of copy.querySelectorAll('rect[aria-label]')) hit.remove();
-  copy.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
+  const drawn = legend ? legendGroup(legend, box.x + 8, box.y + box.height + 2, box.width - 16) : null;
+  if (drawn) {
+    copy.append(drawn.group);
+    box.height += drawn.height;
+  }
+  const { width, height } = box;
+  copy.setAttribute('xmlns', SVG_NS);
   copy.setAttribute('viewBox', `${box.x} ${box.y} ${width} ${height}`);
   copy.setAttribute('width', String(width));
   copy.setAttribute('height', String(height));
   copy.style.setProperty('overflow', 'visible');
-  const ns = 'http://www.w3.org/2000/svg';
-  const background = document.createElementNS(ns, 'rect');
+  const background = document.createElementNS(SVG_NS, 'rect');
   background.setAttribute('x', String(box.x));
   background.setAttribute('y', String(box.y));
   background.setAttribute('width', String(width));
   background.setAttribute('height', String(height));
   background.setAttribute('style', `fill:${getComputedStyle(svg.closest('.panel') ?? document.body).backgroundColor}`);
-  const title = document.createElementNS(ns, 'title');
+  const title = document.createElementNS(SVG_NS, 'title');
   title.textContent = `PruneLab · ${lab.model?.name ?? 'model'} · ${svg.getAttribute('aria-label') ?? 'block influence'}`;
   copy.prepend(title, background);
   return { text: `<?xml version="1.0" encoding="UTF-8"?>\n${new XMLSerializer().serializeToString(copy)}\n`, width, height };
@@ -343,7 +409,7 @@ export function chartSvgText(svg: SVGSVGElement): { text: string; width: number;
 export function exportChartSvg(): void {
   const svg = influenceSvg();
   if (!svg) return;
-  saveFile(chartSvgText(svg).text, `${baseName()}-influence-${lab.metric}.svg`, 'image/svg+xml');
+  saveFile(chartSvgText(svg, influenceLegend()).text, `${baseName()}-influence-${lab.metric}.svg`, 'image/svg+xml');
 }
 
 /** Draws the SVG onto a canvas at `scale`× and encodes it as PNG. */
@@ -369,7 +435,7 @@ export async function svgToPng(text: string, width: number, height: number, scal
 export async function exportChartPng(): Promise<void> {
   const svg = influenceSvg();
   if (!svg) return;
-  const { text, width, height } = chartSvgText(svg);
+  const { text, width, height } = chartSvgText(svg, influenceLegend());
   try {
     saveFile(await svgToPng(text, width, height), `${baseName()}-influence-${lab.metric}.png`, 'image/png');
   } catch (e) {
