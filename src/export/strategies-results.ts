@@ -27,6 +27,8 @@ export interface StrategiesData {
     evaluationTokens: number | null;
     /** true: the curves came from a share link (quantised), not measured in this browser. */
     fromLink: boolean;
+    /** The backend the curves were measured on when it is not the one loaded now (kept across a backend switch). */
+    measuredOn?: string;
     steps: Partial<Record<Strategy, SweepStep[]>>;
   } | null;
   mc: { source: string; removal: { blocks: number[]; attention: number[]; mlp: number[] }; original: McSummaryData; pruned: McSummaryData } | null;

@@ -164,6 +164,29 @@ export const checks = [
     },
   },
   {
+    name: 'strategies: a finished sweep stays across a backend switch, marked as measured on the old backend, and unmarked back on it',
+    timeout: 150_000,
+    backends: ['cpu'],
+    async run({ page, screenshotDir }) {
+      const cellsOf = () => page.$$eval('[data-testid=sweep-cell]', (els) => els.map((e) => `${e.dataset.strategy}:${e.dataset.k}:${e.dataset.ppl}`));
+      const before = await cellsOf();
+      assert.ok(before.length > 0, 'the previous check ran a sweep');
+      for (const kind of ['webgpu', 'cpu']) {
+        await page.getByTestId('backend-choice').selectOption(kind);
+        await page.waitForSelector(`[data-testid=backend-badge][data-backend=${kind}]`, { timeout: 90_000 });
+        await page.waitForFunction(() => !document.body.textContent.includes('Loading sotu-llama'), null, { timeout: 90_000 });
+        await page.waitForSelector('[data-testid=sweep-panel][data-state=done]', { timeout: 10_000 });
+        assert.deepEqual(await cellsOf(), before, `the sweep's steps survive the switch to ${kind}`);
+        const marks = await page.getByTestId('sweep-measured-on').count();
+        if (kind === 'webgpu') {
+          assert.match(await page.getByTestId('sweep-measured-on').textContent(), /measured on the cpu backend/);
+          await page.getByTestId('sweep-panel').screenshot({ path: join(screenshotDir, 'sweep-measured-on.png') });
+        }
+        else assert.equal(marks, 0, 'back on the backend it ran on, the sweep is not marked');
+      }
+    },
+  },
+  {
     name: 'strategies: screenshots of the strategies view at 1280×800 (light and dark)',
     async run({ page, screenshotDir }) {
       await page.getByTestId('strategies-view').evaluate((el) => el.scrollIntoView());

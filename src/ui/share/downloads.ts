@@ -208,6 +208,7 @@ export function strategiesData(): StrategiesData {
             evaluationWindows: { ...run.settings.evaluationWindows },
             evaluationTokens: run.evaluationTokens,
             fromLink: !!run.fromLink,
+            ...(run.measuredOn ? { measuredOn: run.measuredOn } : {}),
             steps: run.steps,
           }
         : null,

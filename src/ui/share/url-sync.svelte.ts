@@ -29,7 +29,7 @@ import * as actions from '../actions.ts';
 import { BUILTIN_MODEL, type Cut, lab, notify } from '../state.svelte.ts';
 import { checkHubModel, hub } from './hub.svelte.ts';
 import { shareOfRun, showLinkSweep } from '../strategies/sweep-share.ts';
-import { strategies } from '../strategies/state.svelte.ts';
+import { backendSwitch, strategies } from '../strategies/state.svelte.ts';
 
 const BUILTIN_CALIBRATIONS = ['moby-dick'] as const;
 const DECODE_OPTIONS = { builtinModels: [BUILTIN_MODEL], builtinCalibrations: BUILTIN_CALIBRATIONS };
@@ -266,6 +266,8 @@ export async function switchBackend(choice: BackendChoice): Promise<void> {
   const before = lab.model.backend.kind;
   const healed = lab.heal !== null && !lab.heal.error && lab.heal.removed.join(',') === lab.removal.blocks.join(',');
   const partial = lab.scoring !== null;
+  // a finished sweep of this checkpoint stays across the reload (StrategiesView), marked with the old backend
+  Object.assign(backendSwitch, { from: before, name: lab.model.name, blocks: lab.model.blocks });
   await actions.loadModel(source, (info) => {
     share.pendingHeal = healed;
     // A score pass still running is cancelled by the load: its partial scores go with it.

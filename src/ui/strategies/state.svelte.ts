@@ -22,6 +22,8 @@ export interface SweepRun {
   evaluationTokens: number | null;
   /** Shown from a share link (quantised), not measured here; cleared by running the sweep. */
   fromLink?: boolean;
+  /** Measured on another backend of the same model (kept across a backend switch); cleared by running the sweep. */
+  measuredOn?: string;
 }
 
 export interface Busy<T> {
@@ -104,6 +106,12 @@ class StrategiesState {
 }
 
 export const strategies = new StrategiesState();
+
+/**
+ * The backend switch about to reload the same checkpoint (url-sync switchBackend): a finished sweep of it stays,
+ * marked as measured on the old backend. Taken (and cleared) by the first model that loads after it.
+ */
+export const backendSwitch: { from: string | null; name: string; blocks: number } = { from: null, name: '', blocks: 0 };
 
 /** A new model: everything measured on the old one goes; `keepRun` keeps a link's sweep for the model it names. */
 export function resetStrategies(keepRun = false): void {
