@@ -421,6 +421,9 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
       const shortPrompt = syntheticIds(config.prunedPrompt, spec.vocabSize, 4);
       const plans = [{ k: 0, removed: [] as number[] }, ...ks.map((k) => ({ k, removed: removal(k) }))];
       const samples = new Map<number, number[]>(plans.map((p) => [p.k, []]));
+      // per round, each plan's median step: a plan's ratio to the full model within one round (run back to back)
+      // is what background load drifting between rounds cannot skew; the median over rounds is the paired ratio
+      const roundMedians = new Map<number, number[]>(plans.map((p) => [p.k, []]));
       const stepDispatches = new Map<number, number | null>();
       // rounds alternate the plans, so drifting background load hits every plan alike
       const rounds = config.prunedRounds;
@@ -429,6 +432,7 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
         for (const p of r % 2 ? [...plans].reverse() : plans) {
           const run = await generateTimed(backend, shortPrompt, makePlan(L, { blocks: p.removed }), steps);
           samples.get(p.k)?.push(...run.stepMs);
+          roundMedians.get(p.k)?.push(median(run.stepMs));
           stepDispatches.set(p.k, dispatches(backend));
         }
       }
@@ -438,6 +442,8 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
         const ms = best(samples.get(p.k) ?? []);
         const ratio = ms / fullMs;
         const ratioMedian = median(samples.get(p.k) ?? []) / fullMedian;
+        const full = roundMedians.get(0) ?? [];
+        const ratioPaired = median((roundMedians.get(p.k) ?? []).map((ms, r) => ms / full[r]));
         const ideal = (L - p.k) / L;
         const all = bytes ? bytes.fixed + bytes.blocks.reduce((a, b) => a + b, 0) : Number.NaN;
         const bytesIdeal = bytes ? (all - p.removed.reduce((a, i) => a + bytes.blocks[i], 0)) / all : Number.NaN;
@@ -457,6 +463,8 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
           bytesIdeal: round(bytesIdeal, 4),
           bytesDeviation: round(ratio / bytesIdeal - 1, 4),
           bytesDeviationMedian: round(ratioMedian / bytesIdeal - 1, 4),
+          ratioPaired: round(ratioPaired, 4),
+          bytesDeviationPaired: round(ratioPaired / bytesIdeal - 1, 4),
         };
       });
       // least-squares fit ms = fixed + perBlock × blocks, to show how much of a step does not scale with L

@@ -112,7 +112,7 @@ const embeddedSizes = {
   scoreReps: quick ? 2 : 6,
   toggles: quick ? 3 : 6,
   toggleLen: 1,
-  prunedRounds: quick ? 3 : 6,
+  prunedRounds: quick ? 5 : 6,
   prunedSteps: quick ? 3 : 4,
   prunedPrompt: 4,
   memoryForward: true,
