@@ -13,7 +13,7 @@ import { directorySource } from '../../src/engine/sources.ts';
 import { prunedCheckpointFiles } from '../../src/export/pruned-checkpoint.ts';
 import { type HealNote, prunelabNote } from '../../src/export/zip.ts';
 import type { Command, Flags } from '../args.ts';
-import { backendOf, COMMON_FLAGS, modelFlag, openModel, readSequences, type SequenceInput, sequenceInput, TEXT_FLAGS } from '../common.ts';
+import { backendOf, COMMON_FLAGS, engineOptions, modelFlag, openModel, readSequences, type SequenceInput, sequenceInput, TEXT_FLAGS } from '../common.ts';
 import { checkEmptyFolder } from './prune.ts';
 
 interface PerplexityRow {
@@ -83,7 +83,7 @@ export const heal: Command = {
       const evaluation = evalInput ? await readSequences(evalInput, model, out.warn) : null;
       const removed = 'remove' in request ? request.remove : (await bestHealableSpan(model, sequences, request.bestSpan)).removed;
       if (!out.json && 'bestSpan' in request) out.print(`best ${request.bestSpan}-block span by angular distance: [${removed.join(', ')}]`);
-      healed = await healSpans(model, sequences, removed, { ridge, openBackend: (checkpoint) => createBackend(backend, checkpoint) });
+      healed = await healSpans(model, sequences, removed, { ridge, openBackend: (checkpoint) => createBackend(backend, checkpoint, { f16Math: engineOptions(flags).f16Math }) });
       const calibration = describeInput(input, sequences);
       const rows = [await measure(model, healed, sequences, `calibration (${calibration})`)];
       if (evaluation && evalInput) rows.push(await measure(model, healed, evaluation, `held-out (${describeInput(evalInput, evaluation)})`));
