@@ -6,15 +6,16 @@
  *
  * The engine has no "head on a state" call, so this reads the final norm and head from the checkpoint
  * and applies them on the CPU with the reference backend's own steps (the same float32 numbers as the
- * CPU backend's logits), keeping an f32 copy of the head on the host (vocab × hidden × 4 bytes). The states
+ * CPU backend's logits, logit scale and soft cap included), decoding the head from its stored bytes a chunk
+ * of rows at a time (~16 MiB of f32 on the host, not vocab × hidden × 4 bytes). The states
  * come from Model.forEachState, so a block-streamed model gives the same lens, in one pass over its blocks.
  */
 import type { Checkpoint } from '../engine/checkpoint.ts';
-import { layerNorm, matmul, rmsNorm } from '../engine/cpu/ops.ts';
+import { finalLogits, layerNorm, matmul, rmsNorm } from '../engine/cpu/ops.ts';
 import { PruneLabError } from '../engine/errors.ts';
 import type { Model, RunOptions } from '../engine/model.ts';
 import type { Plan } from '../engine/plan.ts';
-import { decodeToF32 } from '../engine/safetensors.ts';
+import { decodeRow, decodeToF32 } from '../engine/safetensors.ts';
 
 export interface LensToken {
   id: number;
@@ -38,30 +39,59 @@ export interface LogitLens {
   rows: LensRow[];
 }
 
-interface Head {
-  normWeight: Float32Array;
-  normBias: Float32Array | null;
-  lmHead: Float32Array;
-}
+/** Vocabulary rows of the LM head decoded at a time: the lens holds ~16 MiB of f32 head, never the whole head (2 GiB at 8B). */
+const HEAD_CHUNK_BYTES = 16 * 2 ** 20;
 
-const heads = new WeakMap<Checkpoint, Head>();
+const finalNorms = new WeakMap<Checkpoint, { weight: Float32Array; bias: Float32Array | null }>();
 
-function headOf(checkpoint: Checkpoint): Head {
-  let head = heads.get(checkpoint);
-  if (!head) {
-    const { finalNorm, lmHead } = checkpoint.weights;
-    head = { normWeight: decodeToF32(finalNorm.weight), normBias: finalNorm.bias ? decodeToF32(finalNorm.bias) : null, lmHead: decodeToF32(lmHead) };
-    heads.set(checkpoint, head);
+/** The final norm's f32 weights (small; kept per checkpoint). */
+function finalNormOf(checkpoint: Checkpoint): { weight: Float32Array; bias: Float32Array | null } {
+  let n = finalNorms.get(checkpoint);
+  if (!n) {
+    const { finalNorm } = checkpoint.weights;
+    n = { weight: decodeToF32(finalNorm.weight), bias: finalNorm.bias ? decodeToF32(finalNorm.bias) : null };
+    finalNorms.set(checkpoint, n);
   }
-  return head;
+  return n;
 }
 
-/** Final norm + LM head on rows × hidden states: rows × vocab logits (the CPU backend's arithmetic). */
-export function headLogits(checkpoint: Checkpoint, states: Float32Array, rows: number): Float32Array {
-  const { hidden, vocabSize, norm, normEps } = checkpoint.spec;
-  const head = headOf(checkpoint);
-  const normed = norm === 'rms' ? rmsNorm(states, hidden, head.normWeight, normEps) : layerNorm(states, hidden, head.normWeight, head.normBias as Float32Array, normEps);
-  return matmul(normed, rows, head.lmHead, vocabSize, hidden, null);
+/**
+ * Final norm + LM head + the family's logit scale / soft cap on rows × hidden states — the CPU backend's own
+ * steps (cpu/backend.ts head), so the last state's row is the model's next-token distribution — keeping per row
+ * only the k most likely tokens (larger logit first, lower id on ties) and softmax probabilities (float64, by a
+ * running log-sum-exp). The head is decoded from its stored bytes in chunks of rows (HEAD_CHUNK_BYTES).
+ */
+export function headTop(checkpoint: Checkpoint, states: Float32Array, rows: number, k: number, chunkBytes = HEAD_CHUNK_BYTES): LensToken[][] {
+  const { hidden, vocabSize, norm, normEps, normOffset, logitScale, finalSoftcap } = checkpoint.spec;
+  const n = finalNormOf(checkpoint);
+  const normed = norm === 'rms' ? rmsNorm(states, hidden, n.weight, normEps, normOffset) : layerNorm(states, hidden, n.weight, n.bias as Float32Array, normEps);
+  const lmHead = checkpoint.weights.lmHead;
+  const chunk = Math.max(1, Math.min(vocabSize, Math.floor(chunkBytes / (hidden * 4))));
+  const w = new Float32Array(chunk * hidden);
+  const max = new Float64Array(rows).fill(Number.NEGATIVE_INFINITY);
+  const sum = new Float64Array(rows);
+  const best: { id: number; v: number }[][] = Array.from({ length: rows }, () => []);
+  for (let v0 = 0; v0 < vocabSize; v0 += chunk) {
+    const count = Math.min(chunk, vocabSize - v0);
+    for (let j = 0; j < count; j++) decodeRow(lmHead, v0 + j, hidden, w.subarray(j * hidden, (j + 1) * hidden));
+    const logits = finalLogits(matmul(normed, rows, w.subarray(0, count * hidden), count, hidden, null), logitScale, finalSoftcap);
+    for (let r = 0; r < rows; r++) {
+      const top = best[r];
+      for (let j = 0; j < count; j++) {
+        const v = logits[r * count + j];
+        if (v > max[r]) {
+          sum[r] = sum[r] * Math.exp(max[r] - v) + 1;
+          max[r] = v;
+        } else sum[r] += Math.exp(v - max[r]);
+        if (top.length === k && v <= top[k - 1].v) continue;
+        let at = top.length === k ? k - 1 : top.length;
+        while (at > 0 && top[at - 1].v < v) at--;
+        top.splice(at, 0, { id: v0 + j, v });
+        if (top.length > k) top.pop();
+      }
+    }
+  }
+  return best.map((top, r) => top.map(({ id, v }) => ({ id, prob: Math.exp(v - max[r]) / sum[r] })));
 }
 
 /** The k most likely tokens of one logit row with softmax probabilities (float64), by one linear pass. */
@@ -103,12 +133,7 @@ export async function logitLens(model: Model, ids: readonly number[], plan: Plan
       positions.forEach((t, k) => {
         picked.set(state.subarray(t * hidden, (t + 1) * hidden), k * hidden);
       });
-      const logits = headLogits(model.checkpoint, picked, positions.length);
-      rows.push({
-        state: s,
-        afterBlock: s === 0 ? null : plan.blocks[s - 1],
-        positions: positions.map((_, k) => topOfRow(logits.subarray(k * vocabSize, (k + 1) * vocabSize), top)),
-      });
+      rows.push({ state: s, afterBlock: s === 0 ? null : plan.blocks[s - 1], positions: headTop(model.checkpoint, picked, positions.length, top) });
     },
     { signal: options.signal, onProgress: options.onProgress },
   );

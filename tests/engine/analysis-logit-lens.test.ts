@@ -1,13 +1,13 @@
 /** Logit lens: the last state's row is the model's own prediction; the first is the embedding's, computed here. */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { logitLens } from '../../src/analysis/logit-lens.ts';
+import { headTop, logitLens } from '../../src/analysis/logit-lens.ts';
 import { Model } from '../../src/engine/model.ts';
 import { makePlan } from '../../src/engine/plan.ts';
 import { decodeToF32 } from '../../src/engine/safetensors.ts';
 import { argmax } from '../../src/engine/sampling.ts';
 import { directorySource } from '../../src/engine/sources.ts';
-import { FIXTURES_DIR, readGolden } from './fixtures.ts';
+import { FIXTURES_DIR, fixtureNames, HF_FIXTURES_DIR, readGolden } from './fixtures.ts';
 
 const load = (name: string) => Model.load(directorySource(join(FIXTURES_DIR, name)), 'cpu-reference'); // exact analysis vs the oracle's own forward
 
@@ -62,5 +62,53 @@ describe('logit lens of the embedding (llama-gqa)', () => {
     }
     expect(lens.rows[0].positions[0][0].id).toBe(argmax(logits));
     expect(lens.rows[0].positions[0][0].prob).toBeCloseTo(softmaxProb(logits, argmax(logits)), 5);
+  });
+});
+
+/** Top k of a float64 row: larger value first, lower id on ties, with softmax probabilities. */
+function topOfReference(row: readonly number[], k: number): { id: number; prob: number }[] {
+  const max = Math.max(...row);
+  const sum = row.reduce((a, v) => a + Math.exp(v - max), 0);
+  return [...row.keys()]
+    .sort((a, b) => row[b] - row[a] || a - b)
+    .slice(0, k)
+    .map((id) => ({ id, prob: Math.exp(row[id] - max) / sum }));
+}
+
+describe.each(fixtureNames(HF_FIXTURES_DIR))('logit lens on %s (written by transformers)', (name) => {
+  it("the last state's row at the last position is transformers' own next-token distribution (family norm offset, logit scale and soft cap included), full and pruned", async () => {
+    const model = await Model.load(directorySource(join(HF_FIXTURES_DIR, name)), 'cpu-reference');
+    const golden = readGolden(name, HF_FIXTURES_DIR);
+    const L = model.spec.layers;
+    const cases = [
+      { plan: makePlan(L), logits: golden.lastLogits },
+      { plan: makePlan(L, { blocks: golden.removal.removed }), logits: golden.removal.lastLogits },
+    ];
+    for (const { plan, logits } of cases) {
+      for (const [s, ids] of golden.ids.entries()) {
+        const lens = await logitLens(model, ids, plan, { top: 3, positions: 'last' });
+        const got = lens.rows[lens.rows.length - 1].positions[0];
+        const want = topOfReference(logits[s], 3);
+        // float32 forward vs transformers' float64: probabilities agree to ~1e-7; 1e-5 leaves a margin
+        expect(got.map((t) => t.id)).toEqual(want.map((t) => t.id));
+        for (const [i, t] of got.entries()) expect(Math.abs(t.prob - want[i].prob)).toBeLessThan(1e-5);
+      }
+    }
+    model.dispose();
+  });
+
+  it('reading the head in chunks of rows gives the same tokens and probabilities as one chunk', async () => {
+    const model = await Model.load(directorySource(join(HF_FIXTURES_DIR, name)), 'cpu-reference');
+    const { hidden } = model.spec;
+    const ids = readGolden(name, HF_FIXTURES_DIR).ids[0];
+    const states: Float32Array[] = [];
+    await model.forEachState([ids], makePlan(model.spec.layers), (_, __, state) => void states.push(state.slice()));
+    const last = states[states.length - 1];
+    const rows = ids.length;
+    const whole = headTop(model.checkpoint, last, rows, 5, Number.POSITIVE_INFINITY);
+    const chunked = headTop(model.checkpoint, last, rows, 5, 7 * hidden * 4); // 7 vocabulary rows at a time
+    expect(chunked.map((r) => r.map((t) => t.id))).toEqual(whole.map((r) => r.map((t) => t.id)));
+    for (const [r, row] of chunked.entries()) for (const [i, t] of row.entries()) expect(Math.abs(t.prob - whole[r][i].prob)).toBeLessThan(1e-12);
+    model.dispose();
   });
 });
