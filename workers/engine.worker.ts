@@ -473,8 +473,10 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
   // ---- export ----
 
   async prunedZip(request) {
-    const outcome = await job('pruned-zip', undefined, async () => {
+    const outcome = await job('pruned-zip', undefined, async (signal) => {
       const model = requireModel();
+      // A block-streamed model's checkpoint holds only the ends: the export reads every block first.
+      await model.checkpoint.makeResident(signal);
       const bytes = prunedCheckpointZip(model.checkpoint, request.removed, {
         metric: request.metric,
         scores: request.scores,

@@ -35,6 +35,8 @@ export const prune: Command = {
     const model = await openModel(flags, out.warn);
     try {
       removalPlan(model.spec.layers, { blocks: removed });
+      // The stored bytes of every block (a streamed model, or the fast CPU backend's, keeps none of them).
+      await model.checkpoint.makeResident();
       const { files, keptBlocks } = prunedCheckpointFiles(model.checkpoint, removed, { prunelab_removed_blocks: removed.join(',') });
       await mkdir(dest, { recursive: true });
       for (const [name, bytes] of files) await writeFile(join(dest, name), bytes);

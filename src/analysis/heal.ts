@@ -183,7 +183,16 @@ export function healedCheckpoint(checkpoint: Checkpoint, transforms: ReadonlyMap
     const missing = [...replaced.values()][0].bound;
     throw new PruneLabError('is not among the stored tensors, so the healed down projection cannot be written', { file: missing.file, tensor: missing.name });
   }
-  return { ...checkpoint, weights: { ...checkpoint.weights, blocks }, files, loadBlock: async (i) => blocks[i] ?? checkpoint.loadBlock(i) };
+  return {
+    ...checkpoint,
+    weights: { ...checkpoint.weights, blocks },
+    files,
+    loadBlock: async (i) => blocks[i] ?? checkpoint.loadBlock(i),
+    // Folded tensors exist only here: every block is handed from memory, never read again.
+    forEachBlock: async (take) => {
+      for (const [i, block] of blocks.entries()) await take(i, block);
+    },
+  };
 }
 
 /**
@@ -193,8 +202,11 @@ export function healedCheckpoint(checkpoint: Checkpoint, transforms: ReadonlyMap
 export async function healSpans(model: Model, sequences: readonly (readonly number[])[], removed: readonly number[], options: HealOptions): Promise<Healed> {
   const { spec } = model;
   const spans = checkHealable(spec, removed);
-  if (!model.checkpoint.resident)
+  if (model.mode !== 'resident')
     throw new PruneLabError('healing needs every block in memory; this model runs block-streamed (raise --gpu-memory or use the CPU backend)', { field: 'heal' });
+  // The fold rewrites stored tensors: a checkpoint whose blocks went to a backend that copied them (the fast
+  // CPU kernels; memory.ts copiesWeights) reads them again.
+  await model.checkpoint.makeResident(options.signal);
   const ridge = options.ridge ?? DEFAULT_RIDGE;
   const { openBackend } = options;
   const gone = new Set(removed);

@@ -44,8 +44,14 @@ export interface Checkpoint {
   loadBlock(index: number, signal?: AbortSignal): Promise<BlockWeights>;
   /** Whether every block is in `weights.blocks`. */
   resident: boolean;
-  /** Reads and binds every block now (a checkpoint loaded on demand that turned out to fit). */
+  /** Reads and binds every block now and keeps them (a checkpoint loaded on demand that turned out to fit; export and healing need them). */
   makeResident(signal?: AbortSignal): Promise<void>;
+  /**
+   * Every block in order, handed to `take` and not kept (a resident checkpoint hands its own): how a backend
+   * that makes its own copy of the weights (the fast CPU kernels' f32) is loaded, the checkpoint holding one
+   * block's stored bytes and the next one's, read ahead, at a time. Progress counts every block.
+   */
+  forEachBlock(take: (index: number, block: BlockWeights) => Promise<void>, signal?: AbortSignal): Promise<void>;
   /** Stored bytes of each block's tensors, and of everything else. */
   blockBytes: number[];
   endsBytes: number;
@@ -218,16 +224,31 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
   keep(endTensors);
   const blocks: BlockWeights[] = [];
   const weights: ModelWeights = { ...boundEnds, blocks, unused };
+  /** Reads every block in order (the next one while `take` has this one) and binds it; progress counts them all. */
+  const readEveryBlock = async (take: (i: number, block: BlockWeights, tensors: Map<string, HostTensor>) => Promise<void> | void, readSignal?: AbortSignal) => {
+    totalBytes = endsBytes + blockBytes.reduce((a, b) => a + b, 0);
+    const read = (i: number) => {
+      const tensors = readTensors(source, ofBlock(i), onBytes, readSignal);
+      // A read ahead that is abandoned (cancel, error) must not surface as unhandled.
+      tensors.catch(() => undefined);
+      return tensors;
+    };
+    let next = spec.layers > 0 ? read(0) : null;
+    for (let i = 0; i < spec.layers; i++) {
+      const tensors = await (next as Promise<Map<string, HostTensor>>);
+      next = i + 1 < spec.layers ? read(i + 1) : null;
+      const bound = bindBlock(i, tensors);
+      // A second pass over the blocks (forEachBlock, then makeResident for an export) names nothing twice.
+      unused.push(...bound.unused.filter((name) => !unused.includes(name)));
+      await take(i, bound.block, tensors);
+    }
+  };
   const makeResident = async (readSignal?: AbortSignal) => {
     if (resident) return;
-    totalBytes = endsBytes + blockBytes.reduce((a, b) => a + b, 0);
-    for (let i = 0; i < spec.layers; i++) {
-      const tensors = await readTensors(source, ofBlock(i), onBytes, readSignal);
+    await readEveryBlock((_, block, tensors) => {
       keep(tensors);
-      const bound = bindBlock(i, tensors);
-      blocks.push(bound.block);
-      unused.push(...bound.unused);
-    }
+      blocks.push(block);
+    }, readSignal);
     resident = true;
   };
   if (options.blocks !== 'on-demand') await makeResident(signal);
@@ -255,6 +276,13 @@ export async function loadCheckpoint(source: ModelSource, options: LoadOptions =
     makeResident,
     blockBytes,
     endsBytes,
+    async forEachBlock(take, blockSignal) {
+      if (resident) {
+        for (const [i, block] of blocks.entries()) await take(i, block);
+        return;
+      }
+      await readEveryBlock((i, block) => take(i, block), blockSignal);
+    },
     async loadBlock(i, blockSignal) {
       if (resident) return blocks[i];
       if (!Number.isInteger(i) || i < 0 || i >= spec.layers) throw new PruneLabError(`block ${i} does not exist (0..${spec.layers - 1})`, { field: 'plan' });

@@ -32,11 +32,30 @@ const MIB = 2 ** 20;
 /** The f32 copies the fast CPU kernels make of a small model cost less than the runtime itself: only beyond this do passes stream. */
 const WIDENING_SLACK = 128 * MIB;
 
-/** Bytes of the weights as the backend will hold them: WebGPU as stored (F16 / BF16 packed); the fast CPU kernels hold f32. */
+/**
+ * Whether a backend makes its own copy of every block's weights, so a block's stored bytes are not needed
+ * once it is prepared: the fast CPU kernels ('cpu') hold f32 arrays that onnxruntime reads. Model.load then
+ * hands it the blocks one at a time (Checkpoint.forEachBlock) and the checkpoint keeps none of them; the
+ * reference kernels ('cpu-reference', which decode stored bytes inside their loops) and WebGPU (which uploads
+ * them) read the checkpoint's own bytes.
+ */
+export function copiesWeights(backend: string): boolean {
+  return backend === 'cpu';
+}
+
+/**
+ * Bytes of the weights as the backend will hold them. WebGPU and the reference CPU kernels: as stored (F16 /
+ * BF16 packed). The fast CPU kernels: each block as its f32 copies only (4 bytes a parameter: twice a
+ * 2-byte checkpoint; copiesWeights), the ends as stored (the CPU embeds a token by decoding its row) plus
+ * the head's f32 copy.
+ */
 export function heldWeightBytes(checkpoint: Checkpoint, backend: string): { blocks: number[]; ends: number } {
-  const widen = (dtypes: string[]) => (backend === 'cpu' ? (dtypes.includes('F32') ? 1 : 2) : 1);
-  const factor = widen(checkpoint.dtypes);
-  return { blocks: checkpoint.blockBytes.map((b) => b * factor), ends: checkpoint.endsBytes * factor };
+  if (!copiesWeights(backend)) return { blocks: checkpoint.blockBytes, ends: checkpoint.endsBytes };
+  const stored = checkpoint.endsBytes + checkpoint.blockBytes.reduce((a, b) => a + b, 0);
+  // f32 bytes per stored byte: 2 for F16 / BF16, 1 for F32, in between for a mixed checkpoint (F32 norms);
+  // 2 where the parameters are not counted (a checkpoint made in memory).
+  const widen = stored > 0 && checkpoint.parameters > 0 ? (4 * checkpoint.parameters) / stored : 2;
+  return { blocks: checkpoint.blockBytes.map((b) => b * widen), ends: checkpoint.endsBytes + checkpoint.weights.lmHead.bytes.byteLength * widen };
 }
 
 /** A working set for activations: 256 positions of every intermediate a block and the head write, in f32. */
@@ -96,14 +115,17 @@ export async function chooseMemoryMode(checkpoint: Checkpoint, backend: string, 
   const mib = (b: number) => `${(b / MIB).toFixed(0)} MiB`;
   if (budget === null) return { mode: 'resident', reason: 'no memory budget given', residentFits };
   if (!residentFits) return { mode: 'streamed', reason: `the model needs about ${mib(need)} resident, more than the ${mib(budget)} budget`, residentFits };
-  // The fast CPU kernels widen F16 / BF16 to f32: resident, host memory would be twice the checkpoint.
-  // Scoring and perplexity read each block once per pass anyway, so they stream and stay near the
-  // checkpoint's size; decoding loads every block when it first needs them (it fits).
+  // The fast CPU kernels widen F16 / BF16 to f32 and keep only those copies of the blocks (heldWeightBytes):
+  // resident, a 2-byte checkpoint of S stored bytes with a head of H holds 2 (S − E) + E + 2 H ≈ 2 S. Streamed,
+  // a pass holds E + 2 H, one block's f32 copies and the next block read ahead: near the checkpoint's size.
+  // Scoring and perplexity read each block once per pass anyway, so where the f32 copies would exceed
+  // 1.2 S by more than WIDENING_SLACK (F16 / BF16 checkpoints beyond ~160 MiB) they stream; decoding loads
+  // every block when it first needs them (it fits).
   const stored = checkpoint.endsBytes + checkpoint.blockBytes.reduce((a, b) => a + b, 0);
-  if (backend === 'cpu' && need - (1.2 * stored + workingSetBytes(checkpoint)) > WIDENING_SLACK) {
+  if (copiesWeights(backend) && need - (1.2 * stored + workingSetBytes(checkpoint)) > WIDENING_SLACK) {
     return {
       mode: 'streamed',
-      reason: `the fast CPU kernels hold these ${checkpoint.dtypes.join('/')} weights as f32 (${mib(need)}, twice the checkpoint): passes stream the blocks`,
+      reason: `the fast CPU kernels hold these ${checkpoint.dtypes.join('/')} weights as f32 (${mib(need)}, about twice the checkpoint): passes stream the blocks`,
       residentFits,
     };
   }

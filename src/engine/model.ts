@@ -8,7 +8,7 @@ import { type Checkpoint, type LoadOptions, loadCheckpoint } from './checkpoint.
 import type { CpuKernels } from './cpu/kernels.ts';
 import { PruneLabError } from './errors.ts';
 import { assertFiniteWeights } from './finite.ts';
-import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode, memoryBudget, planStreamBatches, residentNeed } from './memory.ts';
+import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode, copiesWeights, memoryBudget, planStreamBatches, residentNeed } from './memory.ts';
 import { checkPrompt } from './limits.ts';
 import { type Plan, withCapture } from './plan.ts';
 import { drawPick, pickToken, type SamplingOptions, seededRandom } from './sampling.ts';
@@ -224,16 +224,27 @@ export class Model {
     const checkpoint = await loadCheckpoint(source, { ...options, blocks: 'on-demand' });
     const { mode, reason, residentFits } = await chooseMemoryMode(checkpoint, backend, options);
     options.onMode?.(mode, reason);
-    if (mode === 'resident') await checkpoint.makeResident(options.signal);
+    // A backend that copies the weights (memory.ts copiesWeights) is handed the blocks one at a time and the
+    // checkpoint keeps none of their stored bytes (export and healing read them again: makeResident).
+    const handOver = mode === 'resident' && copiesWeights(backend);
+    if (mode === 'resident' && !handOver) await checkpoint.makeResident(options.signal);
     assertFiniteWeights(checkpoint.weights);
     const model = new Model(checkpoint, await createBackend(backend, checkpoint, options.webgpu), mode, residentFits);
     model.onBlock = options.onBlock ?? null;
     model.gpuBudgetBytes = options.gpuMemoryBytes ?? null;
     model.hostBudgetBytes = options.hostMemoryBytes ?? null;
     model.backendKind = backend;
-    if (mode === 'streamed' && !model.backend.streaming) {
+    if ((mode === 'streamed' || handOver) && !model.backend.streaming) {
       model.dispose();
       throw new PruneLabError(`${reason}, and the ${backend} backend cannot stream blocks`, { field: 'gpu-memory' });
+    }
+    if (handOver) {
+      try {
+        await model.loadEveryBlock(options.signal);
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
     }
     return model;
   }
@@ -609,10 +620,7 @@ export class Model {
     const streaming = this.backend.streaming as BlockStreaming;
     // On the CPU the streamed blocks and forward share one table: loading them all makes the model resident.
     if (run.mode === 'resident') {
-      await this.checkpoint.makeResident();
-      assertFiniteWeights(this.checkpoint.weights);
-      for (const [i, block] of this.checkpoint.weights.blocks.entries()) await streaming.loadBlock(i, block);
-      this.modeNow = 'resident';
+      await this.loadEveryBlock(options.signal);
       return { run, done: nothing };
     }
     if (run.mode === 'streamed') {
@@ -639,6 +647,19 @@ export class Model {
       throw e;
     }
     return { run, done };
+  }
+
+  /**
+   * Every block onto the backend, read one at a time (Checkpoint.forEachBlock: the checkpoint keeps none, the
+   * backend holds what it made of them): the model is then resident.
+   */
+  private async loadEveryBlock(signal?: AbortSignal): Promise<void> {
+    const streaming = this.backend.streaming as BlockStreaming;
+    await this.checkpoint.forEachBlock(async (i, block) => {
+      assertFiniteWeights({ ...this.checkpoint.weights, blocks: [block] });
+      await streaming.loadBlock(i, block);
+    }, signal);
+    this.modeNow = 'resident';
   }
 
   /** A streamed pass's turn at the block slots: after any decoding over held blocks, which it then releases. */

@@ -42,6 +42,8 @@ export function prunedConfigChanges(config: Record<string, unknown>, family: Fam
 
 export function prunedCheckpointFiles(checkpoint: Checkpoint, removed: readonly number[], note?: Record<string, string>): PrunedFiles {
   const layers = checkpoint.spec.layers;
+  // `files` holds the blocks only once the checkpoint is resident: writing without them would drop every block.
+  if (!checkpoint.resident) throw new PruneLabError('an export needs every block read: call checkpoint.makeResident() first', { field: 'export' });
   for (const i of removed) {
     if (!Number.isInteger(i) || i < 0 || i >= layers) throw new PruneLabError(`block ${i} does not exist (0..${layers - 1})`, { field: 'remove' });
   }

@@ -35,6 +35,8 @@ describe('pruned checkpoint zip', () => {
     const dir = join(FIXTURES_DIR, 'llama-gqa');
     const ids = JSON.parse(readFileSync(join(dir, 'ids.json'), 'utf8')) as number[][];
     const original = await Model.load(directorySource(dir), 'cpu');
+    // The fast CPU backend was handed the blocks; the export reads them again.
+    await original.checkpoint.makeResident();
     const removed = [1, 2];
     const zip = prunedCheckpointZip(original.checkpoint, removed, {
       metric: 'bi',
@@ -82,6 +84,7 @@ describe('pruned checkpoint zip', () => {
   it('the embedded model keeps its tokenizer files: the pruned copy encodes text the same way', async () => {
     const dir = join(FIXTURES_DIR, '..', '..', 'public', 'models', 'sotu-llama');
     const original = await Model.load(directorySource(dir), 'cpu');
+    await original.checkpoint.makeResident();
     const files = unzipSync(prunedCheckpointZip(original.checkpoint, [0], { metric: 'angular', scores: [] }));
     const folder = prunedFolderName(original.checkpoint.label);
     expect(Object.keys(files)).toEqual(expect.arrayContaining([`${folder}/tokenizer.json`, `${folder}/tokenizer_config.json`]));

@@ -167,6 +167,9 @@ export function randomCheckpoint(o: RandomModelOptions): Checkpoint {
     loadBlock: async (i) => blocks[i],
     resident: true,
     makeResident: async () => {},
+    forEachBlock: async (take) => {
+      for (const [i, block] of blocks.entries()) await take(i, block);
+    },
     blockBytes,
     endsBytes: madeBytes() - before,
     tokenizer: null,

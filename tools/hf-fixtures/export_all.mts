@@ -10,6 +10,7 @@ const outRoot = process.argv[2] ?? '/tmp/prunelab-exports';
 for (const name of readdirSync(base)) {
   const golden = JSON.parse(readFileSync(join(base, name, 'golden.json'), 'utf8'));
   const model = await Model.load(directorySource(join(base, name)), 'cpu');
+  await model.checkpoint.makeResident();
   const { files } = prunedCheckpointFiles(model.checkpoint, golden.removal.removed);
   const out = join(outRoot, name);
   mkdirSync(out, { recursive: true });

@@ -9,7 +9,7 @@ import type { LayerKind, ModelSpec } from '../config.ts';
 import { PruneLabError } from '../errors.ts';
 import { checkForward } from '../forward-checks.ts';
 import { planKey, type Plan } from '../plan.ts';
-import { decodeToF32, type HostTensor } from '../safetensors.ts';
+import { decodeRow, decodeToF32, type HostTensor } from '../safetensors.ts';
 import { pickToken } from '../sampling.ts';
 import type { BlockWeights, Linear, ModelWeights, Norm } from '../weights.ts';
 import { type CpuKernels, type PreparedLinear, referenceKernels } from './kernels.ts';
@@ -69,8 +69,9 @@ class CpuStream implements ResidualStream {
 
 export class CpuBackend implements Backend {
   readonly info;
-  private readonly embed: Float32Array;
-  private readonly positions: Float32Array | null;
+  /** As stored: embedding a token decodes its row (an f32 copy of the table would be twice a 2-byte one, for a few rows per pass). */
+  private readonly embed: HostTensor;
+  private readonly positions: HostTensor | null;
   /** Every block when resident; in block streaming only the loaded ones. */
   private readonly blocks: (CpuBlock | undefined)[];
   private readonly finalNorm: F32Norm;
@@ -96,8 +97,8 @@ export class CpuBackend implements Backend {
       return p;
     };
     const norm = (n: Norm | null): F32Norm | null => (n ? { w: f32(n.weight), b: n.bias ? f32(n.bias) : null } : null);
-    this.embed = f32(weights.embed);
-    this.positions = weights.positions ? f32(weights.positions) : null;
+    this.embed = weights.embed;
+    this.positions = weights.positions;
     this.prepareBlock = (b) => ({
       attnNorm: norm(b.attnNorm),
       q: lin(b.q),
@@ -115,9 +116,16 @@ export class CpuBackend implements Backend {
     this.blocks = Array.from({ length: spec.layers }, (_, i) => (weights.blocks[i] ? this.prepareBlock(weights.blocks[i]) : undefined));
     this.finalNorm = norm(weights.finalNorm) as F32Norm;
     this.lmHead = lin({ weight: weights.lmHead, bias: null });
-    const weightBytes = kernels.weightBytes + this.embed.byteLength + (this.positions?.byteLength ?? 0);
+    const endsBytes = this.embed.bytes.byteLength + (this.positions?.bytes.byteLength ?? 0);
     const threads = kernels.threads > 1 ? `, ${kernels.threads} threads` : '';
-    this.info = { kind: 'cpu' as const, description: `CPU (${kernels.description}${threads})`, weightBytes };
+    // A getter: blocks handed over or streamed after construction count while they are held.
+    this.info = {
+      kind: 'cpu' as const,
+      description: `CPU (${kernels.description}${threads})`,
+      get weightBytes() {
+        return kernels.weightBytes + endsBytes;
+      },
+    };
   }
 
   createCache(capacity: number, plan: Plan): KVCache {
@@ -143,12 +151,14 @@ export class CpuBackend implements Backend {
   private embedTokens(ids: ArrayLike<number>, firstPosition: number): Float32Array {
     const { hidden, embedScale } = this.spec;
     const x = new Float32Array(ids.length * hidden);
+    const position = new Float32Array(this.positions ? hidden : 0);
     for (let t = 0; t < ids.length; t++) {
-      const row = this.embed.subarray(ids[t] * hidden, (ids[t] + 1) * hidden);
-      for (let i = 0; i < hidden; i++) x[t * hidden + i] = row[i] * embedScale;
+      const row = x.subarray(t * hidden, (t + 1) * hidden);
+      decodeRow(this.embed, ids[t], hidden, row);
+      for (let i = 0; i < hidden; i++) row[i] *= embedScale;
       if (this.positions) {
-        const pos = firstPosition + t;
-        for (let i = 0; i < hidden; i++) x[t * hidden + i] += this.positions[pos * hidden + i];
+        decodeRow(this.positions, firstPosition + t, hidden, position);
+        for (let i = 0; i < hidden; i++) row[i] += position[i];
       }
     }
     return x;

@@ -50,6 +50,13 @@ interface OrtLinear extends PreparedLinear {
   weights: Record<string, OrtTensor>;
   /** Bytes counted in weightBytes for this prepared weight. */
   bytes: number;
+  /** The memo list it sits in (releaseLinear takes it out without holding the stored tensor). */
+  memo: MemoEntry[];
+}
+interface MemoEntry {
+  /** Numbers and names only (tensorId): a key holding a tensor would keep its block's stored bytes alive. */
+  key: readonly (string | number)[];
+  l: OrtLinear;
 }
 
 export type Activation = 'silu' | 'gelu_new' | 'gelu';
@@ -310,8 +317,17 @@ export function ortKernels(ort: OrtModule, options: OrtKernelOptions): OrtKernel
     pending.push(session);
     return session;
   };
-  // Weights shared between calls (tied heads, repeated prepares) get one session.
-  const prepared = new Map<HostTensor, { key: readonly unknown[]; l: OrtLinear }[]>();
+  // Weights shared between calls (tied heads, repeated prepares) get one session. Weak: once its f32 copy
+  // exists a weight's stored bytes are not needed, and the memo must not be what keeps them alive.
+  let prepared = new WeakMap<HostTensor, MemoEntry[]>();
+  const ids = new WeakMap<HostTensor, number>();
+  let lastId = 0;
+  const tensorId = (t: HostTensor | null) => {
+    if (!t) return 0;
+    let id = ids.get(t);
+    if (id === undefined) ids.set(t, (id = ++lastId));
+    return id;
+  };
   const attentions = new Map<string, Promise<OrtSession>>();
   const logSumExps = new Map<number, Promise<OrtSession>>();
   let weightBytes = 0;
@@ -329,12 +345,12 @@ export function ortKernels(ort: OrtModule, options: OrtKernelOptions): OrtKernel
     return { out, inp, weight: decodeToF32(weight), bias: bias ? decodeToF32(bias) : null };
   };
   const bytesOf = (...ps: Projection[]) => ps.reduce((a, p) => a + p.weight.byteLength + (p.bias?.byteLength ?? 0), 0);
-  const memo = (weight: HostTensor, key: readonly unknown[], make: () => OrtLinear): OrtLinear => {
+  const memo = (weight: HostTensor, key: readonly (string | number)[], make: (list: MemoEntry[]) => OrtLinear): OrtLinear => {
     let list = prepared.get(weight);
     if (!list) prepared.set(weight, (list = []));
     const hit = list.find((e) => e.key.length === key.length && e.key.every((k, i) => k === key[i]));
     if (hit) return hit.l;
-    const l = make();
+    const l = make(list);
     weightBytes += l.bytes;
     list.push({ key, l });
     return l;
@@ -347,46 +363,44 @@ export function ortKernels(ort: OrtModule, options: OrtKernelOptions): OrtKernel
     if (!s) shared.set(structure, (s = create(graph)));
     return s;
   };
-  const bind = (p: Projection, built: { graph: GraphSpec; weightFeeds: Operands['weightFeeds'] }, structure: string, bytes: number): OrtLinear => ({
+  const bind = (p: Projection, built: { graph: GraphSpec; weightFeeds: Operands['weightFeeds'] }, structure: string, bytes: number, memo: MemoEntry[]): OrtLinear => ({
     out: p.out,
     inp: p.inp,
     session: session(structure, built.graph),
     weights: Object.fromEntries(Object.entries(built.weightFeeds).map(([name, f]) => [name, tensor(f.data, f.dims)])),
     bytes,
+    memo,
   });
 
   return {
     description: options.runtime,
     threads: options.threads,
     prepareLinear(weight, bias, activation) {
-      return memo(weight, [bias, activation ?? null], () => {
+      return memo(weight, [tensorId(bias), activation ?? ''], (list) => {
         const p = projection(weight, bias);
-        return bind(p, linearGraph(p, activation ?? null, options.weights), `linear/${!!bias}/${activation ?? ''}`, bytesOf(p));
+        return bind(p, linearGraph(p, activation ?? null, options.weights), `linear/${!!bias}/${activation ?? ''}`, bytesOf(p), list);
       });
     },
     prepareGated(gate, up, activation) {
       if (gate.weight.shape[0] !== up.weight.shape[0] || gate.weight.shape[1] !== up.weight.shape[1]) {
         throw new Error(`gate ${gate.weight.name} [${gate.weight.shape}] and up ${up.weight.name} [${up.weight.shape}] differ in shape`);
       }
-      return memo(gate.weight, [gate.bias, up.weight, up.bias, activation, 'gated'], () => {
+      return memo(gate.weight, [tensorId(gate.bias), tensorId(up.weight), tensorId(up.bias), activation, 'gated'], (list) => {
         const g = projection(gate.weight, gate.bias);
         const u = projection(up.weight, up.bias);
-        return bind(g, gatedGraph(g, u, activation, options.weights), `gated/${!!gate.bias}/${!!up.bias}/${activation}`, bytesOf(g, u));
+        return bind(g, gatedGraph(g, u, activation, options.weights), `gated/${!!gate.bias}/${!!up.bias}/${activation}`, bytesOf(g, u), list);
       });
     },
     releaseLinear(l) {
-      for (const [weight, list] of prepared) {
-        const at = list.findIndex((e) => e.l === l);
-        if (at < 0) continue;
-        const [{ l: gone }] = list.splice(at, 1);
-        if (list.length === 0) prepared.delete(weight);
-        weightBytes -= gone.bytes;
-        // A per-weight session goes with its weight; shared sessions stay for the next block.
-        if (options.weights === 'initializer') {
-          pending.splice(pending.indexOf(gone.session), 1);
-          gone.session.then((s) => s.release()).catch(() => {});
-        }
-        return;
+      const gone = l as OrtLinear;
+      const at = gone.memo.findIndex((e) => e.l === gone);
+      if (at < 0) return;
+      gone.memo.splice(at, 1);
+      weightBytes -= gone.bytes;
+      // A per-weight session goes with its weight; shared sessions stay for the next block.
+      if (options.weights === 'initializer') {
+        pending.splice(pending.indexOf(gone.session), 1);
+        gone.session.then((s) => s.release()).catch(() => {});
       }
     },
     async linear(x, rows, l) {
@@ -424,7 +438,7 @@ export function ortKernels(ort: OrtModule, options: OrtKernelOptions): OrtKernel
     dispose() {
       for (const s of pending) s.then((x) => x.release()).catch(() => {});
       pending.length = 0;
-      prepared.clear();
+      prepared = new WeakMap();
       attentions.clear();
       logSumExps.clear();
       shared.clear();
