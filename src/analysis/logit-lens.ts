@@ -121,7 +121,7 @@ export interface LensOptions {
 /** In either memory mode (Model.forEachState): each state is read through the head as it arrives, and only its top tokens kept. */
 export async function logitLens(model: Model, ids: readonly number[], plan: Plan, options: LensOptions & RunOptions = {}): Promise<LogitLens> {
   if (ids.length === 0) throw new PruneLabError('the prompt has no tokens', { field: 'prompt' });
-  const { hidden, vocabSize } = model.spec;
+  const { hidden } = model.spec;
   const top = options.top ?? 1;
   const positions = options.positions === 'last' ? [ids.length - 1] : ids.map((_, t) => t);
   const rows: LensRow[] = [];
