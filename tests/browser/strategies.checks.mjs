@@ -181,8 +181,7 @@ export const checks = [
         if (kind === 'webgpu') {
           assert.match(await page.getByTestId('sweep-measured-on').textContent(), /measured on the cpu backend/);
           await page.getByTestId('sweep-panel').screenshot({ path: join(screenshotDir, 'sweep-measured-on.png') });
-        }
-        else assert.equal(marks, 0, 'back on the backend it ran on, the sweep is not marked');
+        } else assert.equal(marks, 0, 'back on the backend it ran on, the sweep is not marked');
       }
     },
   },
