@@ -6,9 +6,26 @@
  * transformers.js WebGPU in the same Chromium, like with like: our F16 weights vs the peer's fp16 when that
  * row ran (else fp32, said in `basis`). The engine-only goals use our Node WebGPU row (Dawn, the same kernels).
  */
+const okRow = (results, model, runtime, variant) =>
+  results.runs.find((r) => r.model === model && r.runtime === runtime && (variant === undefined || r.variant === variant) && r.result && !r.result.error)?.result ?? null;
+
+/**
+ * Which fair-peer variant the peer goals compare with: like with like (our F16 weights vs fp16) when that row
+ * ran, else the other (run.mjs re-runs this pair for the paired rounds).
+ */
+export function peerChoice(results, model) {
+  const dtypes = okRow(results, model, 'ours-webgpu-node')?.model?.dtypes ?? okRow(results, model, 'ours-webgpu-chromium')?.model?.dtypes ?? [];
+  const want = dtypes.includes('F16') ? ['fp16', 'fp32'] : ['fp32', 'fp16'];
+  return { dtypes, want, variant: want.find((v) => okRow(results, model, 'tjs-webgpu-chromium', v)?.throughput) ?? null };
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? Number.NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
 export function computeGoals(results, models) {
-  const ok = (model, runtime, variant) =>
-    results.runs.find((r) => r.model === model && r.runtime === runtime && (variant === undefined || r.variant === variant) && r.result && !r.result.error)?.result ?? null;
+  const ok = (model, runtime, variant) => okRow(results, model, runtime, variant);
   const goals = [];
   const add = (id, model, value, goal, pass, basis, why) => {
     const finite = Number.isFinite(value);
@@ -20,16 +37,18 @@ export function computeGoals(results, models) {
       return run?.skipped ?? run?.result?.error ?? 'not selected';
     };
     const ours = ok(model, 'ours-webgpu-chromium')?.throughput;
-    const dtypes = ok(model, 'ours-webgpu-node')?.model?.dtypes ?? ok(model, 'ours-webgpu-chromium')?.model?.dtypes ?? [];
-    const want = dtypes.includes('F16') ? ['fp16', 'fp32'] : ['fp32', 'fp16'];
-    const peerVariant = want.find((v) => ok(model, 'tjs-webgpu-chromium', v)?.throughput);
+    const { dtypes, want, variant: peerVariant } = peerChoice(results, model);
     const peer = peerVariant ? ok(model, 'tjs-webgpu-chromium', peerVariant).throughput : null;
+    // the rows and the paired rounds run after them (run.mjs): the median of the per-pair ratios
+    const pairs = results.paired?.[model]?.variant === peerVariant ? results.paired[model].rounds : ours && peer ? [{ ours, peer }] : [];
+    const pairedNote = pairs.length > 1 ? `; median of ${pairs.length} back-to-back pairs (the rows + ${pairs.length - 1} alternating re-runs)` : '';
     const peerBasis = peerVariant
-      ? `ours-webgpu-chromium (${dtypes.join('+') || '?'} weights) ÷ tjs-webgpu-chromium fair peer ${peerVariant}${peerVariant !== want[0] ? ` (the like-for-like ${want[0]} peer did not run: ${missingWhy(want[0])})` : ''}`
+      ? `ours-webgpu-chromium (${dtypes.join('+') || '?'} weights) ÷ tjs-webgpu-chromium fair peer ${peerVariant}${peerVariant !== want[0] ? ` (the like-for-like ${want[0]} peer did not run: ${missingWhy(want[0])})` : ''}${pairedNote}`
       : 'ours-webgpu-chromium ÷ tjs-webgpu-chromium fair peer';
     const peerWhy = !ours ? 'our WebGPU Chromium row has no throughput' : 'no fair-peer WebGPU row ran (see "Not measured")';
-    add('decode-vs-peer-webgpu', model, ours && peer ? ours.decodeTokS / peer.decodeTokS : Number.NaN, '≥ 2', (v) => v >= 2, peerBasis, peerWhy);
-    add('prefill-vs-peer-webgpu', model, ours && peer ? ours.prefillTokS / peer.prefillTokS : Number.NaN, '≥ 1', (v) => v >= 1, peerBasis, peerWhy);
+    const ratio = (key) => (ours && peer ? median(pairs.map((p) => p.ours[key] / p.peer[key])) : Number.NaN);
+    add('decode-vs-peer-webgpu', model, ratio('decodeTokS'), '≥ 2', (v) => v >= 2, peerBasis, peerWhy);
+    add('prefill-vs-peer-webgpu', model, ratio('prefillTokS'), '≥ 1', (v) => v >= 1, peerBasis, peerWhy);
     const node = ok(model, 'ours-webgpu-node');
     const cases = node?.pruned?.cases ?? [];
     // the paired per-round ratio (engine-bench.ts): load drifting between rounds does not move it

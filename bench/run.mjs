@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { cpus, loadavg } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { computeGoals } from './goals.mjs';
+import { computeGoals, peerChoice } from './goals.mjs';
 
 const bench = import.meta.dirname;
 const root = join(bench, '..');
@@ -38,6 +38,9 @@ const HELP = `npm run bench [-- options]
   --big-prompt N --big-decode N   SmolLM2-135M / Qwen2.5-0.5B shapes (default 16 / 4 and 4 / 1)
   --reps N                timed repetitions for the embedded model (default 2)
   --timeout S             seconds allowed per run (default 900)
+  --pair-rounds N         after the rows, N more alternating throughput runs of our WebGPU Chromium row and
+                          the fair peer the goals compare with (default 2); the peer goals take the median
+                          of the per-pair ratios, so load drifting between rows cannot decide them
   --no-export             do not create missing model folders (their rows say so)
   --streaming             only the block-streamed row: a Llama-3.2-1B-shaped random BF16 checkpoint (written
                           once to bench/.models/llama-3.2-1b-shape, 2.5 GB) scored on WebGPU with a 512 MiB
@@ -68,6 +71,7 @@ if (flags.help) {
 const int = (v, d) => (v === undefined ? d : Number.parseInt(v, 10));
 const quick = !!flags.quick;
 const timeoutMs = int(flags.timeout, 900) * 1000;
+const pairRounds = int(flags['pair-rounds'], 2);
 const chromePath = flags.chrome ?? process.env.CHROME_PATH ?? '/usr/bin/chromium';
 
 const ALL_RUNTIMES = [
@@ -426,6 +430,60 @@ async function main() {
     if (MODELS[name].peerDir) mounts[`/models/${name}-peer/`] = MODELS[name].peerDir;
   }
 
+  /** One Chromium row (our engine page or the transformers.js page) in a fresh context of the shared browser. */
+  const chromiumRow = async (name, runtime, variant, config, rowTimeoutMs) => {
+    const m = MODELS[name];
+    if (!browser) {
+      const { launchChromium } = await import('./chromium.mjs');
+      const { serve } = await import('./serve.mjs');
+      server = await serve(mounts);
+      browser = await launchChromium(chromePath);
+      results.meta.chromium = browser.version();
+    }
+    const { runInPage } = await import('./chromium.mjs');
+    if (runtime === 'ours-webgpu-chromium' || runtime === 'ours-cpu-chromium') {
+      const backend = runtime === 'ours-cpu-chromium' ? 'cpu' : 'webgpu';
+      return runInPage(browser, `${server.url}/engine.html`, 'runEngineBench', [name, { ...config, backend }], { timeoutMs: rowTimeoutMs, log });
+    }
+    const traced = runtime === 'tjs-traced-webgpu-chromium';
+    const vocab = JSON.parse(readFileSync(join(traced ? m.onnxDir : m.peerDir, 'config.json'), 'utf8')).vocab_size;
+    const device = runtime === 'tjs-wasm-chromium' ? 'wasm' : 'webgpu';
+    const model = traced ? `${name}-onnx` : `${name}-peer`;
+    return runInPage(browser, `${server.url}/tjs.html`, 'runTjsBench', [{ ...config, model, device, dtype: traced ? 'fp32' : variant, vocab }], { timeoutMs: rowTimeoutMs, log });
+  };
+
+  /**
+   * The peer goals' pairs: our WebGPU Chromium row and the fair peer the goals compare with (goals.mjs
+   * peerChoice), re-run alternately for throughput only, so each pair ran back to back under the same load.
+   */
+  const pairedPeerRounds = async (name) => {
+    const { variant } = peerChoice(results, name);
+    const ours = results.runs.find((r) => r.model === name && r.runtime === 'ours-webgpu-chromium' && r.result?.throughput);
+    const peer = results.runs.find((r) => r.model === name && r.runtime === 'tjs-webgpu-chromium' && r.variant === variant && r.result?.throughput);
+    if (!variant || !ours || !peer || pairRounds < 1) return;
+    log(`# paired rounds: ours-webgpu-chromium and the fair peer ${variant}, ${pairRounds} more time(s), alternating`);
+    const rounds = [{ ours: ours.result.throughput, peer: peer.result.throughput }];
+    for (let i = 0; i < pairRounds; i++) {
+      const round = {};
+      // alternate who goes first, so neither always runs right after the other's warm-up
+      for (const who of i % 2 ? ['peer', 'ours'] : ['ours', 'peer']) {
+        const row = who === 'ours' ? ours : peer;
+        const config = { sections: ['throughput'], ...row.sizes, profile: false };
+        try {
+          const r = await chromiumRow(name, row.runtime, row.variant, config, timeoutMs);
+          round[who] = r?.throughput ?? null;
+        } catch (e) {
+          log(`# paired round ${i + 1} (${who}): ERROR ${e.message}`);
+          round[who] = null;
+        }
+      }
+      if (round.ours && round.peer) rounds.push(round);
+    }
+    results.paired ??= {};
+    results.paired[name] = { variant, rounds: rounds.map((r) => ({ ours: pick(r.ours), peer: pick(r.peer) })) };
+  };
+  const pick = (t) => ({ prefillTokS: t.prefillTokS, decodeTokS: t.decodeTokS });
+
   try {
     for (const name of flags.streaming ? [] : modelNames) {
       const m = MODELS[name];
@@ -482,27 +540,7 @@ async function main() {
             );
             run.result = parseResult(r, rowTimeoutMs);
           } else {
-            if (!browser) {
-              const { launchChromium } = await import('./chromium.mjs');
-              const { serve } = await import('./serve.mjs');
-              server = await serve(mounts);
-              browser = await launchChromium(chromePath);
-              results.meta.chromium = browser.version();
-            }
-            const { runInPage } = await import('./chromium.mjs');
-            if (runtime === 'ours-webgpu-chromium' || runtime === 'ours-cpu-chromium') {
-              const backend = runtime === 'ours-cpu-chromium' ? 'cpu' : 'webgpu';
-              run.result = await runInPage(browser, `${server.url}/engine.html`, 'runEngineBench', [name, { ...config, backend }], { timeoutMs: rowTimeoutMs, log });
-            } else {
-              const traced = runtime === 'tjs-traced-webgpu-chromium';
-              const vocab = JSON.parse(readFileSync(join(traced ? m.onnxDir : m.peerDir, 'config.json'), 'utf8')).vocab_size;
-              const device = runtime === 'tjs-wasm-chromium' ? 'wasm' : 'webgpu';
-              const model = traced ? `${name}-onnx` : `${name}-peer`;
-              run.result = await runInPage(browser, `${server.url}/tjs.html`, 'runTjsBench', [{ ...config, model, device, dtype: traced ? 'fp32' : variant, vocab }], {
-                timeoutMs: rowTimeoutMs,
-                log,
-              });
-            }
+            run.result = await chromiumRow(name, runtime, variant, config, rowTimeoutMs);
           }
         } catch (e) {
           run.result = { error: e.message };
@@ -517,6 +555,7 @@ async function main() {
         if (run.result?.error) log(`# ${label}: ERROR ${run.result.error}`);
         log(`# ${label}: ${run.seconds} s`);
       }
+      await pairedPeerRounds(name);
     }
   } finally {
     await browser?.close().catch(() => {});

@@ -116,6 +116,11 @@ export function renderTable(results, { RUNTIME_TITLES }) {
       out.push(`| ${g.id} | ${g.model} | ${g.value === null ? '—' : fmt(g.value, 3)} | ${g.goal} | ${g.met ? 'yes' : '**no**'} | ${g.basis}${g.why ? ` — not measured: ${g.why}` : ''} |`);
     }
     out.push('');
+    for (const [model, paired] of Object.entries(results.paired ?? {})) {
+      const pairs = paired.rounds.map((r) => `${fmt(r.ours.decodeTokS)} / ${fmt(r.peer.decodeTokS)} (${fmt(r.ours.decodeTokS / r.peer.decodeTokS, 3)}×)`);
+      out.push(`Pairs for the peer goals (${model}, fair peer ${paired.variant}; decode tok/s ours / peer): ${pairs.join(' · ')} — the first pair is the rows above, the rest alternating re-runs.`);
+      out.push('');
+    }
   }
 
   // ---- throughput
