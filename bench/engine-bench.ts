@@ -16,6 +16,7 @@ import { makePlan, type Plan, withCapture } from '../src/engine/plan.ts';
 import { drawPick, pickToken, type SamplingOptions, seededRandom } from '../src/engine/sampling.ts';
 import type { ModelSource } from '../src/engine/sources.ts';
 import type { GpuMeter } from './gpu-meter.ts';
+import { measureThroughput, median, round, syntheticIds } from './measure.mjs';
 
 export type Section = 'throughput' | 'scoring' | 'toggle' | 'pruned' | 'memory';
 
@@ -94,27 +95,10 @@ export interface EngineBenchContext {
 const now = () => performance.now();
 /** WebGPU: dispatches the backend recorded for its last forward (null on the CPU backend). */
 const dispatches = (backend: Backend): number | null => (backend as { lastDispatchCount?: number }).lastDispatchCount ?? null;
-const median = (xs: number[]) => {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 /** Best of N: interference from other processes only adds time, so the minimum is the least disturbed estimate. */
 const best = (xs: number[]) => (xs.length ? Math.min(...xs) : Number.NaN);
-const round = (x: number, digits = 3) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : x);
 
 /** Deterministic token ids in [1, vocab). */
-export function syntheticIds(count: number, vocab: number, seed: number): number[] {
-  let a = seed >>> 0;
-  const out: number[] = [];
-  for (let i = 0; i < count; i++) {
-    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-    out.push(1 + (a % (vocab - 1)));
-  }
-  return out;
-}
-
 /** Bytes of every distinct tensor reachable from a weights object (a tied tensor counted once). */
 function tensorBytes(root: unknown, seen = new Set<unknown>()): number {
   if (!root || typeof root !== 'object' || seen.has(root)) return 0;
@@ -253,26 +237,9 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
     log(`warm-up ${(now() - t).toFixed(0)} ms`);
 
     if (config.sections.includes('throughput')) {
-      const prefill: number[] = [];
-      const steps: number[] = [];
-      let tokens: number[] = [];
-      for (let r = 0; r < config.reps; r++) {
-        const run = await generateTimed(backend, prompt, full, config.decode);
-        prefill.push(run.prefillMs);
-        steps.push(...run.stepMs);
-        tokens = run.tokens;
-      }
-      const prefillMs = median(prefill);
-      const stepMs = median(steps);
+      const { prefillMs, stepMs, throughput } = await measureThroughput(() => generateTimed(backend, prompt, full, config.decode), config);
       out.throughput = {
-        prompt: config.prompt,
-        decode: config.decode,
-        reps: config.reps,
-        prefillMs: prefill.map((x) => round(x, 1)),
-        decodeStepMs: steps.map((x) => round(x, 1)),
-        prefillTokS: round((config.prompt * 1000) / prefillMs),
-        decodeTokS: round(1000 / stepMs),
-        tokens,
+        ...throughput,
         /** WebGPU: dispatches recorded by the last forward (a decode step). */
         dispatchesPerDecodeStep: dispatches(backend),
         pickedOnDevice: backend.info.kind === 'webgpu',
@@ -354,12 +321,14 @@ export async function runEngineBench(config: EngineBenchConfig, context: EngineB
         plainMedianMs: round(median(plain), 2),
         statsMedianMs: round(median(stats), 2),
         overheadMedian: round(median(stats) / median(plain) - 1, 4),
+        // each rep times the two back to back: the median of the per-rep ratios is what load drifting between reps cannot move
+        overheadPaired: round(median(stats.map((x, r) => x / plain[r])) - 1, 4),
         dispatches: plainDispatches === null ? null : { plain: plainDispatches, stats: statsDispatches },
         plainAll: plain.map((x) => round(x, 1)),
         statsAll: stats.map((x) => round(x, 1)),
       };
       log(
-        `scoring: best ${p.toFixed(1)} ms plain vs ${s.toFixed(1)} ms with stats (${((s / p - 1) * 100).toFixed(1)}%; medians ${((median(stats) / median(plain) - 1) * 100).toFixed(1)}%)`,
+        `scoring: best ${p.toFixed(1)} ms plain vs ${s.toFixed(1)} ms with stats (${((s / p - 1) * 100).toFixed(1)}%; medians ${((median(stats) / median(plain) - 1) * 100).toFixed(1)}%; paired ${((median(stats.map((x, r) => x / plain[r])) - 1) * 100).toFixed(1)}%)`,
       );
     }
 

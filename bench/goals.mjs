@@ -1,4 +1,5 @@
 // The goals of issue 13, computed from one bench run's rows (run.mjs writes them to results.goals).
+import { median } from './measure.mjs';
 
 /**
  * The goals computed from this run's rows, per model: value null (and met false) with `why` when a row
@@ -19,10 +20,6 @@ export function peerChoice(results, model) {
   return { dtypes, want, variant: want.find((v) => okRow(results, model, 'tjs-webgpu-chromium', v)?.throughput) ?? null };
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 export function computeGoals(results, models) {
   const ok = (model, runtime, variant) => okRow(results, model, runtime, variant);
@@ -62,7 +59,15 @@ export function computeGoals(results, models) {
       'ours-webgpu-node: max over k of |paired decode-time ratio ÷ bytes-ideal − 1| (median over rounds of the pruned ÷ full median step in the same round), bytes-ideal = (fixed bytes + kept blocks’ bytes) / all bytes read per decode step',
       'no pruned section in our Node WebGPU row',
     );
-    add('scoring-overhead', model, node?.scoring?.overhead ?? Number.NaN, '≤ 0.10', (v) => v <= 0.1, 'ours-webgpu-node: best stats forward ÷ best plain forward − 1', 'no scoring section in our Node WebGPU row');
+    add(
+      'scoring-overhead',
+      model,
+      node?.scoring?.overheadPaired ?? node?.scoring?.overhead ?? Number.NaN,
+      '≤ 0.10',
+      (v) => v <= 0.1,
+      'ours-webgpu-node: stats forward ÷ plain forward − 1, the median over reps of the two timed back to back (paired)',
+      'no scoring section in our Node WebGPU row',
+    );
     add(
       'toggle-ms',
       model,

@@ -113,7 +113,7 @@ const embeddedSizes = {
   reps: int(flags.reps, quick ? 1 : 2),
   warmup: 'full',
   scoreLen: quick ? 16 : 32,
-  scoreReps: quick ? 2 : 6,
+  scoreReps: 6,
   toggles: quick ? 3 : 6,
   toggleLen: 1,
   prunedRounds: quick ? 5 : 6,

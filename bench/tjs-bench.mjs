@@ -1,26 +1,10 @@
 // The transformers.js peer's side of `npm run bench`, the same code in Node (onnxruntime-node CPU) and in
-// the Chromium bench page (onnxruntime-web, WebGPU or wasm EP). It receives the transformers.js module, so
-// it has no import of its own. Timing mirrors engine-bench.ts: greedy generate() with a KV cache, D + 1 new
-// tokens; prefill = start → first new token, decode = each later token. Timestamps come from a streamer,
-// whose put() generate() calls with the prompt and then after every sampled token.
-
-/** Deterministic token ids in [1, vocab) — the same sequence as syntheticIds in engine-bench.ts. */
-export function syntheticIds(count, vocab, seed) {
-  let a = seed >>> 0;
-  const out = [];
-  for (let i = 0; i < count; i++) {
-    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-    out.push(1 + (a % (vocab - 1)));
-  }
-  return out;
-}
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const round = (x, digits = 3) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : x);
+// the Chromium bench page (onnxruntime-web, WebGPU or wasm EP). It receives the transformers.js module
+// (its only other import is measure.mjs, shared with engine-bench.ts: the same prompt ids and throughput
+// rule). Greedy generate() with a KV cache, D + 1 new tokens; prefill = start → first new token, decode = each
+// later token. Timestamps come from a streamer, whose put() generate() calls with the prompt and then after
+// every sampled token.
+import { measureThroughput, round, syntheticIds } from './measure.mjs';
 
 async function generateTimed(tjs, model, ids, steps) {
   const input_ids = new tjs.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]);
@@ -71,27 +55,8 @@ export async function runTjsBench(tjs, config, log = () => {}) {
     await generateTimed(tjs, model, prompt.slice(0, warmPrompt), warmSteps);
     out.warmupMs = round(performance.now() - t, 1);
     log(`warm-up ${(performance.now() - t).toFixed(0)} ms`);
-    const prefill = [];
-    const steps = [];
-    let tokens = [];
-    for (let r = 0; r < config.reps; r++) {
-      const run = await generateTimed(tjs, model, prompt, config.decode);
-      prefill.push(run.prefillMs);
-      steps.push(...run.stepMs);
-      tokens = run.tokens;
-    }
-    const prefillMs = median(prefill);
-    const stepMs = median(steps);
-    out.throughput = {
-      prompt: config.prompt,
-      decode: config.decode,
-      reps: config.reps,
-      prefillMs: prefill.map((x) => round(x, 1)),
-      decodeStepMs: steps.map((x) => round(x, 1)),
-      prefillTokS: round((config.prompt * 1000) / prefillMs),
-      decodeTokS: round(1000 / stepMs),
-      tokens,
-    };
+    const { prefillMs, stepMs, throughput } = await measureThroughput(() => generateTimed(tjs, model, prompt, config.decode), config);
+    out.throughput = throughput;
     log(`throughput: prefill ${config.prompt} tok ${prefillMs.toFixed(1)} ms, decode ${stepMs.toFixed(1)} ms/token`);
   } finally {
     await model.dispose?.();
