@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { unzipSync } from 'fflate';
-import { assertBackend, waitForModel } from './lab-page.mjs';
+import { assertBackend, newLabPage, waitForModel } from './lab-page.mjs';
 import { removalKey as planRemovalKey } from '../../src/engine/plan.ts';
 
 export const backends = ['cpu', 'webgpu'];
@@ -30,10 +30,7 @@ function fromBase64url(text) {
 }
 
 export async function setup({ browser, baseUrl, backend }) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light', acceptDownloads: true });
-  const page = await context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  const { context, page, pageErrors } = await newLabPage(browser, { viewport: { width: 1280, height: 900 } });
   const link = {
     m: ['b', 'sotu-llama'],
     c: ['b', 'moby-dick', CALIBRATION.maxSequences, CALIBRATION.seqLen],

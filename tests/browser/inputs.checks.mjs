@@ -3,14 +3,12 @@
 // run, a prompt longer than the context. Each gets a visible answer; screenshots of each state.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { newLabPage } from './lab-page.mjs';
 
 const CONTEXT = 1024; // public/models/sotu-llama/config.json max_position_embeddings
 
 export async function setup({ browser, baseUrl, backend }) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
-  const page = await context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  const { context, page, pageErrors } = await newLabPage(browser, { viewport: { width: 1280, height: 900 } });
   await page.goto(`${baseUrl}?backend=${backend}`);
   return { context, page, pageErrors };
 }

@@ -32,3 +32,19 @@ export async function assertBackend(page, wanted) {
   } else assert.equal(kind, wanted, `badge "${text}"`);
   return text;
 }
+
+/** A fresh browser context and page that records uncaught page errors (every check module starts with one). */
+export async function newLabPage(browser, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light', acceptDownloads: true, ...options });
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  return { context, page, pageErrors };
+}
+
+/** Types a value into a number field and leaves it (Tab), as a person would: the field takes the value or puts it back on change. */
+export async function setNumber(page, testId, value) {
+  const input = page.getByTestId(testId);
+  await input.fill(String(value));
+  await input.press('Tab');
+}

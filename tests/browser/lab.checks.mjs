@@ -4,7 +4,7 @@
 // same backend; the rest runs on the CPU backend only.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { assertBackend, waitForModel } from './lab-page.mjs';
+import { assertBackend, newLabPage, setNumber, waitForModel } from './lab-page.mjs';
 import { removalKey as planRemovalKey } from '../../src/engine/plan.ts';
 
 export const backends = ['cpu', 'webgpu'];
@@ -70,22 +70,13 @@ export async function prepare({ run, backend }) {
 }
 
 export async function setup({ browser, baseUrl, backend }) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
-  const page = await context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  const { context, page, pageErrors } = await newLabPage(browser);
   await page.goto(`${baseUrl}?backend=${backend}`);
   return { context, page, pageErrors };
 }
 
 export async function teardown({ context }) {
   await context?.close();
-}
-
-async function setNumber(page, testId, value) {
-  const input = page.getByTestId(testId);
-  await input.fill(String(value));
-  await input.press('Tab');
 }
 
 /** Waits until both sides' outputs and perplexity are computed for the given removal. */

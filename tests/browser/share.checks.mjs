@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { unzipSync } from 'fflate';
-import { assertBackend } from './lab-page.mjs';
+import { assertBackend, newLabPage } from './lab-page.mjs';
 import { removalKey as planRemovalKey } from '../../src/engine/plan.ts';
 
 /** The link round trip runs on both backends; export, hostile links, screenshots and the hub on the CPU only. */
@@ -32,10 +32,7 @@ function base64url(text) {
 }
 
 async function newPage(browser, options = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light', acceptDownloads: true, ...options });
-  const page = await context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  const { context, page, pageErrors } = await newLabPage(browser, options);
   page.on('dialog', (d) => {
     pageErrors.push(`a dialog opened: ${d.message()}`);
     void d.dismiss();

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setNumber } from './lab-page.mjs';
 
 const MODEL = 'public/models/sotu-llama';
 const CALIBRATION = 'public/calibration/moby-dick.txt';
@@ -72,12 +73,6 @@ export async function setup({ browser, baseUrl, backend }) {
 
 export async function teardown({ context }) {
   await context?.close();
-}
-
-async function setNumber(page, testId, value) {
-  const input = page.getByTestId(testId);
-  await input.fill(String(value));
-  await input.press('Tab');
 }
 
 async function backendInUse(page) {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertBackend, waitForModel } from './lab-page.mjs';
+import { assertBackend, newLabPage, setNumber, waitForModel } from './lab-page.mjs';
 
 export const backends = ['webgpu'];
 
@@ -36,10 +36,7 @@ export async function prepare({ run }) {
 }
 
 export async function setup({ browser, baseUrl }) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
-  const page = await context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  const { context, page, pageErrors } = await newLabPage(browser);
   // The stand-in hub: the tree API and resolve URLs, answering Range requests with 206 as huggingface.co does.
   const served = { bytes: 0, wholeFiles: [], ranges: 0 };
   await context.route('https://huggingface.co/**', async (route) => {
@@ -79,12 +76,6 @@ export async function setup({ browser, baseUrl }) {
 
 export async function teardown({ context }) {
   await context?.close();
-}
-
-async function setNumber(page, testId, value) {
-  const input = page.getByTestId(testId);
-  await input.fill(String(value));
-  await input.press('Tab');
 }
 
 /** Records every text the status bar's block progress shows (a MutationObserver), from now on. */

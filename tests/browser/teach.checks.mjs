@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { newLabPage, setNumber } from './lab-page.mjs';
 
 const SCORE = { seqLen: 64, maxSequences: 4 };
 const MODEL_DIR = 'public/models/sotu-llama';
@@ -31,22 +32,10 @@ function startHash(extra = {}) {
   return `#v1.${base64url(JSON.stringify(start))}`;
 }
 
-async function newPage(browser, options = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light', acceptDownloads: true, ...options });
-  const page = await context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  return { context, page, pageErrors };
-}
+const newPage = (browser, options = {}) => newLabPage(browser, options);
 
 async function waitModel(page, name = 'sotu-llama', timeout = 60_000) {
   await page.waitForFunction((name) => document.querySelector('[data-testid=model-name]')?.textContent === name, name, { timeout });
-}
-
-async function setNumber(page, testId, value) {
-  const input = page.getByTestId(testId);
-  await input.fill(String(value));
-  await input.press('Tab');
 }
 
 async function download(page, testId) {

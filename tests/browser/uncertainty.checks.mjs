@@ -4,6 +4,7 @@
 // the second-calibration comparison gives Spearman's ρ of the two CLI orderings; one sequence gives no whiskers.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { newLabPage, setNumber } from './lab-page.mjs';
 
 const MODEL = 'public/models/sotu-llama';
 const CALIBRATION = 'public/calibration/moby-dick.txt';
@@ -27,13 +28,7 @@ export async function prepare({ run }) {
   return { score, second };
 }
 
-async function newPage(browser) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
-  const page = await context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  return { context, page, pageErrors };
-}
+const newPage = (browser) => newLabPage(browser, { viewport: { width: 1280, height: 900 } });
 
 export async function setup({ browser, baseUrl, backend }) {
   const { context, page, pageErrors } = await newPage(browser);
@@ -43,12 +38,6 @@ export async function setup({ browser, baseUrl, backend }) {
 
 export async function teardown({ contexts }) {
   for (const context of contexts ?? []) await context.close().catch(() => {});
-}
-
-async function setNumber(page, testId, value) {
-  const input = page.getByTestId(testId);
-  await input.fill(String(value));
-  await input.press('Tab');
 }
 
 async function score(page, windows) {
