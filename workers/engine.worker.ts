@@ -167,8 +167,8 @@ function resolveSource(spec: ModelSourceSpec): { source: ModelSource; name: stri
   }
 }
 
-interface OpenedBackend {
-  backend: Backend;
+interface OpenedModel {
+  model: Model;
   /** Why this backend (the status bar shows it). */
   reason: string;
   /** Set when `auto` chose WebGPU but it failed to start, so the CPU backend runs instead. */
@@ -177,38 +177,40 @@ interface OpenedBackend {
 
 /**
  * `auto` follows the CLI's rule (backend-choice.ts): WebGPU on a hardware adapter, else the fast CPU backend.
- * `prepare(kind)` runs before each backend is made (it reads the blocks of a model that will run resident).
+ * `open(kind)` makes the model on that backend (a resident one is handed its blocks as they are read).
  */
-async function openBackend(checkpoint: Checkpoint, choice: BackendChoice, prepare: (kind: BackendKind) => Promise<void> = async () => {}): Promise<OpenedBackend> {
-  const open = async (kind: BackendKind) => {
-    await prepare(kind);
-    return createBackend(kind, checkpoint);
-  };
-  if (choice === 'cpu') return { backend: await open('cpu'), reason: 'chosen in the settings', fallbackReason: null };
+async function openModel(choice: BackendChoice, open: (kind: BackendKind) => Promise<Model>): Promise<OpenedModel> {
+  if (choice === 'cpu') return { model: await open('cpu'), reason: 'chosen in the settings', fallbackReason: null };
   if (choice === 'webgpu') {
     if (!('gpu' in navigator) || !navigator.gpu)
       throw new PruneLabError('the WebGPU backend could not start: this browser exposes no WebGPU (navigator.gpu is missing)', { field: 'backend' });
     try {
-      return { backend: await open('webgpu'), reason: 'chosen in the settings', fallbackReason: null };
+      return { model: await open('webgpu'), reason: 'chosen in the settings', fallbackReason: null };
     } catch (e) {
+      // A cancel while the blocks are handed over is not a failure to start.
+      if ((e as Error)?.name === 'AbortError') throw e;
       throw new PruneLabError(`the WebGPU backend could not start: ${describeError(e)}`, { field: 'backend' });
     }
   }
   const gpu = 'gpu' in navigator ? navigator.gpu : null;
   const decision = await chooseDefaultBackend(gpu, 'this browser exposes no WebGPU (navigator.gpu is missing)');
-  if (decision.kind === 'cpu') return { backend: await open('cpu'), reason: `auto: ${decision.reason}`, fallbackReason: null };
+  if (decision.kind === 'cpu') return { model: await open('cpu'), reason: `auto: ${decision.reason}`, fallbackReason: null };
   try {
-    return { backend: await open('webgpu'), reason: `auto: ${decision.reason}`, fallbackReason: null };
+    return { model: await open('webgpu'), reason: `auto: ${decision.reason}`, fallbackReason: null };
   } catch (e) {
     if ((e as Error)?.name === 'AbortError') throw e;
     const why = describeError(e);
-    return { backend: await open('cpu'), reason: `auto: WebGPU failed to start (${why})`, fallbackReason: why };
+    return { model: await open('cpu'), reason: `auto: WebGPU failed to start (${why})`, fallbackReason: why };
   }
 }
 
-/** Per-block parameter counts from the config when the blocks are not in memory (block-streamed): the spec's shapes. */
-function blockParametersOf(checkpoint: Checkpoint): ModelInfo['blockParameters'] {
+/**
+ * Per-block parameter counts: from the blocks when they were read (in memory, or counted as they were handed
+ * to the backend), else (block-streamed) from the config: the spec's shapes.
+ */
+function blockParametersOf(checkpoint: Checkpoint, counted: ModelInfo['blockParameters']): ModelInfo['blockParameters'] {
   if (checkpoint.weights.blocks.length > 0) return blockParameters(checkpoint.weights.blocks);
+  if (counted.length === checkpoint.spec.layers && counted.every(Boolean)) return counted;
   const { hidden, intermediate, heads, kvHeads, headDim, gatedMlp, layers } = checkpoint.spec;
   const attention = hidden * heads * headDim * 2 + hidden * kvHeads * headDim * 2 + hidden;
   const mlp = (gatedMlp ? 3 : 2) * hidden * intermediate + hidden;
@@ -241,7 +243,7 @@ async function idsOf(model: Model, spec: TextSourceSpec, signal?: AbortSignal): 
   return ids;
 }
 
-function describeModel(model: Model, name: string, opened: Omit<OpenedBackend, 'backend'>, loadMs: number, memoryReason: string): ModelInfo {
+function describeModel(model: Model, name: string, opened: Omit<OpenedModel, 'model'>, loadMs: number, memoryReason: string, counted: ModelInfo['blockParameters']): ModelInfo {
   const { spec, checkpoint, backend } = model;
   return {
     name,
@@ -254,7 +256,7 @@ function describeModel(model: Model, name: string, opened: Omit<OpenedBackend, '
     learnedPositions: spec.learnedPositions,
     parameters: checkpoint.parameters,
     dtypes: checkpoint.dtypes,
-    blockParameters: blockParametersOf(checkpoint),
+    blockParameters: blockParametersOf(checkpoint, counted),
     hasTokenizer: model.tokenizer !== null,
     healUnsupported: healUnavailableReason(spec),
     backend: {
@@ -302,29 +304,33 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
         notify(onProgress, expected && p.phase === 'download' ? { ...p, totalBytes: Math.max(expected, p.loadedBytes) } : p);
       };
       // Headers and the ends first; the blocks are read now only when the model runs resident (memory.ts).
-      let allBytes: number | null = null;
       const checkpoint = await loadCheckpoint(source, {
         signal,
         blocks: 'on-demand',
-        progress: (loadedBytes, totalBytes, file) => report({ phase: 'download', loadedBytes, totalBytes: allBytes ?? totalBytes, file }),
+        progress: (loadedBytes, totalBytes, file) => report({ phase: 'download', loadedBytes, totalBytes, file }),
       });
+      assertFiniteWeights(checkpoint.weights);
       let memory: ModeDecision = { mode: 'resident', reason: '', residentFits: true };
-      const prepare = async (kind: BackendKind) => {
-        if (checkpoint.resident) return;
+      let counted: ModelInfo['blockParameters'] = [];
+      const open = async (kind: BackendKind) => {
         memory = await chooseMemoryMode(checkpoint, kind, { gpuMemoryBytes: gpuBudgetBytes });
         // The lab decodes right away (compare panel): a model that fits its budget is loaded resident now,
         // not streamed for passes and loaded later (the CLI's choice for scoring on the fast CPU kernels).
         if (memory.mode === 'streamed' && memory.residentFits) memory = { ...memory, mode: 'resident', reason: 'every block fits; the lab decodes, so it holds them all' };
-        if (memory.mode === 'streamed') return;
-        allBytes = checkpoint.endsBytes + checkpoint.blockBytes.reduce((a, b) => a + b, 0);
-        await checkpoint.makeResident(signal);
-        assertFiniteWeights(checkpoint.weights);
-        notify(onProgress, { phase: 'backend', loadedBytes: allBytes, totalBytes: allBytes, file: '' });
+        // Creating the backend (device, kernels) reads nothing; a resident model's blocks are then read (progress
+        // as downloads again), each handed to the backend and dropped: the worker keeps no block's stored bytes.
+        notify(onProgress, { phase: 'backend', loadedBytes: checkpoint.endsBytes, totalBytes: null, file: '' });
+        counted = [];
+        return Model.open(checkpoint, kind, memory, {
+          signal,
+          onBlockLoaded: (index, block) => {
+            counted[index] = { ...blockParameters([block])[0], index };
+          },
+        });
       };
-      assertFiniteWeights(checkpoint.weights);
-      const { backend, ...opened } = await openBackend(checkpoint, backendChoice, prepare);
+      const { model, ...opened } = await openModel(backendChoice, open);
       if (signal.aborted) {
-        backend.dispose();
+        model.dispose();
         throw new DOMException('cancelled', 'AbortError');
       }
       // The new model replaces the old one only now; jobs still running on the old one are cancelled.
@@ -332,9 +338,8 @@ const api: Omit<EngineApi, keyof StrategiesApi | keyof HealApi> = {
       current?.model.dispose();
       dropHealed();
       tokenized.clear();
-      const model = new Model(checkpoint, backend, checkpoint.resident ? 'resident' : 'streamed');
-      model.gpuBudgetBytes = backend.info.kind === 'webgpu' ? gpuBudgetBytes : null;
-      const info = describeModel(model, name, opened, performance.now() - start, memory.reason);
+      model.gpuBudgetBytes = model.backend.info.kind === 'webgpu' ? gpuBudgetBytes : null;
+      const info = describeModel(model, name, opened, performance.now() - start, memory.reason, counted);
       current = { model, info };
       return info;
     });

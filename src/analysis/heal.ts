@@ -205,7 +205,7 @@ export async function healSpans(model: Model, sequences: readonly (readonly numb
   if (model.mode !== 'resident')
     throw new PruneLabError('healing needs every block in memory; this model runs block-streamed (raise --gpu-memory or use the CPU backend)', { field: 'heal' });
   // The fold rewrites stored tensors: a checkpoint whose blocks went to a backend that copied them (the fast
-  // CPU kernels; memory.ts copiesWeights) reads them again.
+  // CPU kernels, WebGPU; memory.ts copiesWeights) reads them again.
   await model.checkpoint.makeResident(options.signal);
   const ridge = options.ridge ?? DEFAULT_RIDGE;
   const { openBackend } = options;

@@ -34,12 +34,17 @@ const WIDENING_SLACK = 128 * MIB;
 
 /**
  * Whether a backend makes its own copy of every block's weights, so a block's stored bytes are not needed
- * once it is prepared: the fast CPU kernels ('cpu') hold f32 arrays that onnxruntime reads. Model.load then
- * hands it the blocks one at a time (Checkpoint.forEachBlock) and the checkpoint keeps none of them; the
- * reference kernels ('cpu-reference', which decode stored bytes inside their loops) and WebGPU (which uploads
- * them) read the checkpoint's own bytes.
+ * once it is prepared: the fast CPU kernels ('cpu') hold f32 arrays that onnxruntime reads, WebGPU uploads
+ * them to GPU buffers. Model.open then hands it the blocks one at a time (Checkpoint.forEachBlock) and the
+ * checkpoint keeps none of them; the reference kernels ('cpu-reference', which decode stored bytes inside
+ * their loops) read the checkpoint's own bytes.
  */
 export function copiesWeights(backend: string): boolean {
+  return backend === 'cpu' || backend === 'webgpu';
+}
+
+/** Whether the backend's copy of a block is f32 (the fast CPU kernels), not as stored (WebGPU packs F16 / BF16 pairs). */
+function widensWeights(backend: string): boolean {
   return backend === 'cpu';
 }
 
@@ -50,7 +55,7 @@ export function copiesWeights(backend: string): boolean {
  * the head's f32 copy.
  */
 export function heldWeightBytes(checkpoint: Checkpoint, backend: string): { blocks: number[]; ends: number } {
-  if (!copiesWeights(backend)) return { blocks: checkpoint.blockBytes, ends: checkpoint.endsBytes };
+  if (!widensWeights(backend)) return { blocks: checkpoint.blockBytes, ends: checkpoint.endsBytes };
   const stored = checkpoint.endsBytes + checkpoint.blockBytes.reduce((a, b) => a + b, 0);
   // f32 bytes per stored byte: 2 for F16 / BF16, 1 for F32, in between for a mixed checkpoint (F32 norms);
   // 2 where the parameters are not counted (a checkpoint made in memory).
@@ -122,7 +127,7 @@ export async function chooseMemoryMode(checkpoint: Checkpoint, backend: string, 
   // 1.2 S by more than WIDENING_SLACK (F16 / BF16 checkpoints beyond ~160 MiB) they stream; decoding loads
   // every block when it first needs them (it fits).
   const stored = checkpoint.endsBytes + checkpoint.blockBytes.reduce((a, b) => a + b, 0);
-  if (copiesWeights(backend) && need - (1.2 * stored + workingSetBytes(checkpoint)) > WIDENING_SLACK) {
+  if (widensWeights(backend) && need - (1.2 * stored + workingSetBytes(checkpoint)) > WIDENING_SLACK) {
     return {
       mode: 'streamed',
       reason: `the fast CPU kernels hold these ${checkpoint.dtypes.join('/')} weights as f32 (${mib(need)}, about twice the checkpoint): passes stream the blocks`,

@@ -8,7 +8,17 @@ import { type Checkpoint, type LoadOptions, loadCheckpoint } from './checkpoint.
 import type { CpuKernels } from './cpu/kernels.ts';
 import { PruneLabError } from './errors.ts';
 import { assertFiniteWeights } from './finite.ts';
-import { type MemoryMode, type MemoryReport, type ModeChoice, chooseMemoryMode, copiesWeights, memoryBudget, planStreamBatches, residentNeed } from './memory.ts';
+import {
+  type MemoryMode,
+  type MemoryReport,
+  type ModeChoice,
+  type ModeDecision,
+  chooseMemoryMode,
+  copiesWeights,
+  memoryBudget,
+  planStreamBatches,
+  residentNeed,
+} from './memory.ts';
 import { checkPrompt } from './limits.ts';
 import { type Plan, withCapture } from './plan.ts';
 import { drawPick, pickToken, type SamplingOptions, seededRandom } from './sampling.ts';
@@ -20,14 +30,19 @@ import type { WebGpuBackendOptions } from './webgpu/backend.ts';
 export type BackendKind = 'cpu' | 'cpu-reference' | 'webgpu';
 export const BACKEND_KINDS: readonly BackendKind[] = ['cpu', 'cpu-reference', 'webgpu'];
 
-/** What a caller may choose about the WebGPU backend (the CLI's --gpu-f16). */
-export type WebGpuChoice = Pick<WebGpuBackendOptions, 'f16Math'>;
+/** What a caller may choose about the WebGPU backend: the CLI's --gpu-f16; a device to share (tests). */
+export type WebGpuChoice = Pick<WebGpuBackendOptions, 'f16Math' | 'context'>;
 
-export async function createBackend(kind: BackendKind, checkpoint: Checkpoint, webgpu: WebGpuChoice = {}): Promise<Backend> {
+/**
+ * A backend for the checkpoint's weights: every block when they are in `weights.blocks`; none otherwise, and
+ * then `handOver` says the model is resident and its blocks will be handed over by streaming.loadBlock and
+ * kept (Model.open) rather than streamed (on the CPU the two are the same; WebGPU then uploads the ends whole).
+ */
+export async function createBackend(kind: BackendKind, checkpoint: Checkpoint, webgpu: WebGpuChoice = {}, handOver = false): Promise<Backend> {
   const { spec, weights } = checkpoint;
   if (kind === 'webgpu') {
     const { createWebGpuBackend } = await import('./webgpu/backend.ts');
-    return createWebGpuBackend(spec, weights, webgpu);
+    return createWebGpuBackend(spec, weights, { ...webgpu, blocksHandedOver: handOver });
   }
   const { createCpuBackend } = await import('./cpu/backend.ts');
   if (kind === 'cpu-reference') return createCpuBackend(spec, weights);
@@ -222,25 +237,42 @@ export class Model {
    */
   static async load(source: ModelSource, backend: BackendKind = 'cpu', options: ModelLoadOptions = {}): Promise<Model> {
     const checkpoint = await loadCheckpoint(source, { ...options, blocks: 'on-demand' });
-    const { mode, reason, residentFits } = await chooseMemoryMode(checkpoint, backend, options);
-    options.onMode?.(mode, reason);
-    // A backend that copies the weights (memory.ts copiesWeights) is handed the blocks one at a time and the
-    // checkpoint keeps none of their stored bytes (export and healing read them again: makeResident).
-    const handOver = mode === 'resident' && copiesWeights(backend);
-    if (mode === 'resident' && !handOver) await checkpoint.makeResident(options.signal);
-    assertFiniteWeights(checkpoint.weights);
-    const model = new Model(checkpoint, await createBackend(backend, checkpoint, options.webgpu), mode, residentFits);
+    const choice = await chooseMemoryMode(checkpoint, backend, options);
+    options.onMode?.(choice.mode, choice.reason);
+    const model = await Model.open(checkpoint, backend, choice, options);
     model.onBlock = options.onBlock ?? null;
     model.gpuBudgetBytes = options.gpuMemoryBytes ?? null;
     model.hostBudgetBytes = options.hostMemoryBytes ?? null;
-    model.backendKind = backend;
+    return model;
+  }
+
+  /**
+   * A model on a new `kind` backend for a checkpoint whose blocks are not read yet, in the mode `choice`
+   * gives (memory.ts chooseMemoryMode). Streamed: the backend holds the ends. Resident on a backend that
+   * copies the weights (memory.ts copiesWeights: the fast CPU kernels, WebGPU): each block is read, handed
+   * over and dropped, the next one read ahead (Checkpoint.forEachBlock), so the checkpoint keeps none of
+   * their stored bytes (export, pruning and healing read them again: makeResident); `onBlockLoaded` is told
+   * each one. Resident on the reference kernels: every block is read and kept first.
+   */
+  static async open(
+    checkpoint: Checkpoint,
+    kind: BackendKind,
+    choice: Pick<ModeDecision, 'mode' | 'reason' | 'residentFits'>,
+    options: { signal?: AbortSignal; webgpu?: WebGpuChoice; onBlockLoaded?: (index: number, block: BlockWeights) => void } = {},
+  ): Promise<Model> {
+    const { mode, reason, residentFits } = choice;
+    const handOver = mode === 'resident' && copiesWeights(kind) && !checkpoint.resident;
+    if (mode === 'resident' && !handOver) await checkpoint.makeResident(options.signal);
+    assertFiniteWeights(checkpoint.weights);
+    const model = new Model(checkpoint, await createBackend(kind, checkpoint, options.webgpu, handOver), mode, residentFits);
+    model.backendKind = kind;
     if ((mode === 'streamed' || handOver) && !model.backend.streaming) {
       model.dispose();
-      throw new PruneLabError(`${reason}, and the ${backend} backend cannot stream blocks`, { field: 'gpu-memory' });
+      throw new PruneLabError(`${reason}, and the ${kind} backend cannot stream blocks`, { field: 'gpu-memory' });
     }
     if (handOver) {
       try {
-        await model.loadEveryBlock(options.signal);
+        await model.loadEveryBlock(options.signal, options.onBlockLoaded);
       } catch (e) {
         model.dispose();
         throw e;
@@ -653,11 +685,12 @@ export class Model {
    * Every block onto the backend, read one at a time (Checkpoint.forEachBlock: the checkpoint keeps none, the
    * backend holds what it made of them): the model is then resident.
    */
-  private async loadEveryBlock(signal?: AbortSignal): Promise<void> {
+  private async loadEveryBlock(signal?: AbortSignal, onBlockLoaded?: (index: number, block: BlockWeights) => void): Promise<void> {
     const streaming = this.backend.streaming as BlockStreaming;
     await this.checkpoint.forEachBlock(async (i, block) => {
       assertFiniteWeights({ ...this.checkpoint.weights, blocks: [block] });
       await streaming.loadBlock(i, block);
+      onBlockLoaded?.(i, block);
     }, signal);
     this.modeNow = 'resident';
   }

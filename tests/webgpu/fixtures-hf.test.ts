@@ -1,6 +1,7 @@
 /**
  * The WebGPU backend against transformers itself: every checkpoint in tests/fixtures-hf (written by
- * transformers, tools/hf-fixtures, loaded as the CLI loads it) scored with the golden's sequences.
+ * transformers, tools/hf-fixtures, loaded as the CLI loads it: resident, each block uploaded as it is read
+ * and not kept on the host, Model.open) scored with the golden's sequences.
  * BI / angular / relMagnitude within 1e-4 absolute, NLL within 1e-4 relative and last logits within 1e-4
  * of the largest logit, of transformers' own float64 forward — with no removal, the golden's block
  * removal, and its attention-only and MLP-only removals; plus KV-cached decoding under the removal.
@@ -14,7 +15,6 @@ import { loadCheckpoint } from '../../src/engine/checkpoint.ts';
 import { Model } from '../../src/engine/model.ts';
 import { makePlan, type Removal } from '../../src/engine/plan.ts';
 import { directorySource } from '../../src/engine/sources.ts';
-import { createWebGpuBackend } from '../../src/engine/webgpu/backend.ts';
 import { acquireGpu, type GpuContext } from '../../src/engine/webgpu/device.ts';
 import { type Golden, type GoldenBlock, type GoldenNll, fixtureNames, HF_FIXTURES_DIR, maxRelativeError, readGolden } from '../engine/fixtures.ts';
 import { describeGpu, HOOK_TIMEOUT_MS } from './setup.ts';
@@ -46,8 +46,11 @@ describeGpu('transformers-written checkpoints: WebGPU matches transformers’ ow
       const golden: Golden = readGolden(name, HF_FIXTURES_DIR);
       let model: Model;
       beforeAll(async () => {
-        const checkpoint = await loadCheckpoint(directorySource(join(HF_FIXTURES_DIR, name)));
-        model = new Model(checkpoint, await createWebGpuBackend(checkpoint.spec, checkpoint.weights, { context: ctx }));
+        const checkpoint = await loadCheckpoint(directorySource(join(HF_FIXTURES_DIR, name)), { blocks: 'on-demand' });
+        model = await Model.open(checkpoint, 'webgpu', { mode: 'resident', reason: 'every block fits', residentFits: true }, { webgpu: { context: ctx } });
+        // The blocks went to the GPU one at a time: the host holds none of them.
+        expect(checkpoint.weights.blocks).toEqual([]);
+        expect(model.mode).toBe('resident');
       }, HOOK_TIMEOUT_MS);
       afterAll(() => model?.backend.dispose());
 

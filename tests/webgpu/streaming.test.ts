@@ -18,6 +18,7 @@ import { Model, type ModelLoadOptions } from '../../src/engine/model.ts';
 import { makePlan, type Removal } from '../../src/engine/plan.ts';
 import { directorySource, type ReadStats } from '../../src/engine/sources.ts';
 import { createWebGpuBackend } from '../../src/engine/webgpu/backend.ts';
+import { prunedCheckpointFiles } from '../../src/export/pruned-checkpoint.ts';
 import { acquireGpu, type GpuContext } from '../../src/engine/webgpu/device.ts';
 import { fixtureNames, HF_FIXTURES_DIR, readGolden } from '../engine/fixtures.ts';
 import { randomIds, writeRandomCheckpoint } from './random-model.ts';
@@ -187,6 +188,39 @@ describeGpu('a sharded random checkpoint larger than its GPU budget', () => {
         expect(model.memoryReport().gpuPeakBytes).toBe(meter.peakBytes);
       } finally {
         model.dispose();
+      }
+    },
+    LONG_TEST_MS,
+  );
+
+  test(
+    'resident: each block is uploaded as it is read and not kept on the host; the same numbers and tokens as a backend created with every block; an export reads the blocks again',
+    async () => {
+      const full = await loadCheckpoint(directorySource(dir));
+      const whole = new Model(full, await createWebGpuBackend(full.spec, full.weights));
+      try {
+        expect(resident.mode).toBe('resident');
+        expect(resident.checkpoint.resident).toBe(false);
+        expect(resident.checkpoint.weights.blocks).toEqual([]);
+        // The same buffers: every block counted once it is handed over, the same formats said.
+        expect(resident.backend.info.weightBytes).toBe(whole.backend.info.weightBytes);
+        expect(resident.backend.info.description).toBe(whole.backend.info.description);
+        expect(resident.backend.info.description).toContain('f16 weights');
+        // The same kernels over the same buffers: equal numbers, not merely close.
+        for (const removal of [{}, { blocks: [1, 4] }]) {
+          const plan = makePlan(full.spec.layers, removal);
+          expect(await resident.score(ids, plan)).toEqual(await whole.score(ids, plan));
+          expect(await resident.perplexity(ids, plan)).toEqual(await whole.perplexity(ids, plan));
+          const greedy = { maxNewTokens: 8, temperature: 0 };
+          expect(await resident.generate(ids[0], plan, greedy)).toEqual(await whole.generate(ids[0], plan, greedy));
+        }
+        // An export needs the stored bytes: refused until they are read again, then the files of the whole checkpoint.
+        expect(() => prunedCheckpointFiles(resident.checkpoint, [2])).toThrow(/field export/);
+        await resident.checkpoint.makeResident();
+        const exported = prunedCheckpointFiles(resident.checkpoint, [2]).files;
+        expect(exported).toEqual(prunedCheckpointFiles(full, [2]).files);
+      } finally {
+        whole.dispose();
       }
     },
     LONG_TEST_MS,

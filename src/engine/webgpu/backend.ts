@@ -19,6 +19,10 @@
  * (so the numbers are the resident ones), `releaseBlock` destroys its buffers; `head` uploads the lm head
  * when a pass reaches it (released when the next pass begins) and runs it in groups of rows. Every
  * buffer goes through one meter (meter.ts): `memory` is measured, not estimated.
+ *
+ * A resident model is created the same way, block by block (`blocksHandedOver`): the ends are uploaded at
+ * creation and each block through `loadBlock` as it is read, where it stays; the host then holds the ends
+ * but no block's bytes.
  */
 import type { Backend, BackendInfo, BlockStatSums, BlockStreaming, ForwardRequest, ForwardResult, KVCache, ResidualStream } from '../backend.ts';
 import { distinctRopes, type LayerKind, type ModelSpec, type RopeSpec } from '../config.ts';
@@ -72,6 +76,13 @@ export interface WebGpuBackendOptions extends DeviceOptions {
    * emulated on the CPU, not yet run on an adapter that has the feature (README).
    */
   f16Math?: boolean;
+  /**
+   * A backend created with no blocks (weights.blocks empty) for a resident model: the ends are uploaded now,
+   * as a resident backend's, and every block comes afterwards through streaming.loadBlock and stays (Model.open
+   * hands them over one at a time, so the host never holds every block's bytes beside their GPU copies).
+   * Without it a backend created with no blocks streams them.
+   */
+  blocksHandedOver?: boolean;
 }
 
 /** One pipeline cache per device, so backends sharing a device compile each variant once. */
@@ -121,10 +132,14 @@ export class WebGpuBackend implements Backend {
    */
   private embed: GpuMatrix | null;
   private readonly positions: GPUBuffer | null;
-  /** Every block when resident; when streaming, the loaded ones. */
+  /** Every block when resident; when streaming, or while blocks are handed over, the loaded ones. */
   private readonly blocks: (GpuBlock | undefined)[];
-  /** Buffers of each block loaded by streaming.loadBlock. */
-  private readonly loadedBlocks = new Map<number, GPUBuffer[]>();
+  /** Buffers and distinct matrices of each block loaded by streaming.loadBlock. */
+  private readonly loadedBlocks = new Map<number, { buffers: GPUBuffer[]; matrices: GpuMatrix[] }>();
+  /** The matrices uploaded at creation (every one when created with the blocks). */
+  private readonly createdMatrices: GpuMatrix[];
+  /** Created with no blocks for a resident model (WebGpuBackendOptions.blocksHandedOver): the ends stay, each block is loaded once and stays. */
+  private readonly handedOver: boolean;
   private readonly finalNorm: GpuNorm;
   /** Null when streaming until a pass reaches the head. */
   private lmHead: GpuMatrix | null;
@@ -162,6 +177,8 @@ export class WebGpuBackend implements Backend {
     maxBindingBytes?: number,
     /** f16 arithmetic for F16-stored matrices (WebGpuBackendOptions.f16Math; createWebGpuBackend checks the feature). */
     readonly f16Math = false,
+    /** WebGpuBackendOptions.blocksHandedOver. */
+    blocksHandedOver = false,
   ) {
     if (spec.headDim > MAX_HEAD_DIM) throw new PruneLabError(`head_dim ${spec.headDim} exceeds the WebGPU attention kernel's ${MAX_HEAD_DIM}`, { field: 'head_dim' });
     if (weights.blocks.length !== 0 && weights.blocks.length !== spec.layers) {
@@ -173,7 +190,8 @@ export class WebGpuBackend implements Backend {
     this.uniforms = new UniformArena(this.memory);
     this.workspace = new Workspace(this.memory);
     this.bindingLimit = bindingLimit(ctx, maxBindingBytes);
-    this.streamedEnds = weights.blocks.length === 0;
+    this.handedOver = weights.blocks.length === 0 && blocksHandedOver;
+    this.streamedEnds = weights.blocks.length === 0 && !blocksHandedOver;
     this.hostEmbed = weights.embed;
     this.hostHead = weights.lmHead;
     let matrices: GpuMatrix[];
@@ -189,6 +207,7 @@ export class WebGpuBackend implements Backend {
       } else {
         const model = uploadModel(ctx, weights, this.bindingLimit, this.memory);
         ({ embed: this.embed, positions: this.positions, blocks: this.blocks, finalNorm: this.finalNorm, lmHead: this.lmHead, matrices } = model);
+        if (this.handedOver) this.blocks = Array.from({ length: spec.layers }, () => undefined);
       }
       this.ensureRopeTables(Math.min(spec.maxPositions, 2048));
     } catch (e) {
@@ -196,13 +215,32 @@ export class WebGpuBackend implements Backend {
       this.releaseBuffers();
       throw e;
     }
-    const weightBytes = this.memory.liveBytes;
-    const formats = [...new Set(matrices.map((m) => m.format))].join('+');
-    const split = matrices.filter((m) => m.chunks.length > 1).length;
-    const splitNote = split > 0 ? `, ${split} matrices split across bindings` : '';
-    const held = this.streamedEnds ? 'blocks streamed' : `${formats} weights${splitNote}`;
-    this.f16MathSummary = this.f16Math ? this.summarizeF16Math(matrices) : null;
-    this.info = { kind: 'webgpu', description: `WebGPU: ${ctx.adapterDescription} (${held}${this.f16MathSummary ? `; ${this.f16MathSummary}` : ''})`, weightBytes };
+    this.createdMatrices = matrices;
+    const createdBytes = this.memory.liveBytes;
+    const backend = this;
+    // Getters: blocks handed over (or streamed) after creation count while they are held.
+    this.info = {
+      kind: 'webgpu',
+      get description() {
+        const matrices = backend.matrices;
+        const formats = [...new Set(matrices.map((m) => m.format))].join('+');
+        const split = matrices.filter((m) => m.chunks.length > 1).length;
+        const splitNote = split > 0 ? `, ${split} matrices split across bindings` : '';
+        const held = backend.streamedEnds ? 'blocks streamed' : `${formats} weights${splitNote}`;
+        const f16 = backend.f16MathSummary;
+        return `WebGPU: ${ctx.adapterDescription} (${held}${f16 ? `; ${f16}` : ''})`;
+      },
+      get weightBytes() {
+        let bytes = createdBytes;
+        for (const { buffers } of backend.loadedBlocks.values()) for (const b of buffers) bytes += b.size;
+        return bytes;
+      },
+    };
+  }
+
+  /** Every distinct matrix held now: those uploaded at creation and those of the loaded blocks. */
+  private get matrices(): GpuMatrix[] {
+    return [...this.createdMatrices, ...[...this.loadedBlocks.values()].flatMap((b) => b.matrices)];
   }
 
   /**
@@ -225,7 +263,9 @@ export class WebGpuBackend implements Backend {
   }
 
   /** With f16Math, what runs in f16 (every F16-stored matrix of even width) and what stays f32: said in info.description and by the CLI. */
-  readonly f16MathSummary: string | null;
+  get f16MathSummary(): string | null {
+    return this.f16Math ? this.summarizeF16Math(this.matrices) : null;
+  }
 
   private summarizeF16Math(matrices: GpuMatrix[]): string {
     if (this.streamedEnds) return 'f16 arithmetic on the F16-stored matrices, f32 on the others';
@@ -473,9 +513,9 @@ export class WebGpuBackend implements Backend {
   }
 
   private releaseLoadedBlock(index: number): void {
-    const buffers = this.loadedBlocks.get(index);
-    if (!buffers) return;
-    for (const b of buffers) this.memory.destroy(b);
+    const loaded = this.loadedBlocks.get(index);
+    if (!loaded) return;
+    for (const b of loaded.buffers) this.memory.destroy(b);
     this.loadedBlocks.delete(index);
     this.blocks[index] = undefined;
   }
@@ -615,9 +655,10 @@ export class WebGpuBackend implements Backend {
     loadBlock: async (index, weights: BlockWeights) => {
       checkNotLost(this.ctx);
       if (!Number.isInteger(index) || index < 0 || index >= this.spec.layers) throw new PruneLabError(`block ${index} does not exist`, { field: 'plan' });
-      // A resident backend already holds every block of its checkpoint: nothing to load or release.
-      if (!this.streamedEnds) return;
-      this.releasePassHead();
+      // A backend created with every block of its checkpoint already holds them: nothing to load or release.
+      if (!this.streamedEnds && !this.handedOver) return;
+      // Streaming, the pass head goes before a block comes; handed over, the ends stay.
+      if (this.streamedEnds) this.releasePassHead();
       this.releaseLoadedBlock(index);
       const up = new Uploader(this.ctx, this.bindingLimit, this.memory);
       let block: GpuBlock;
@@ -628,7 +669,7 @@ export class WebGpuBackend implements Backend {
         throw e;
       }
       this.blocks[index] = block;
-      this.loadedBlocks.set(index, up.buffers);
+      this.loadedBlocks.set(index, { buffers: up.buffers, matrices: up.matrices });
       this.precompileBlock(index);
     },
     releaseBlock: (index) => this.releaseLoadedBlock(index),
@@ -954,7 +995,7 @@ export async function createWebGpuBackend(spec: ModelSpec, weights: ModelWeights
   ctx.device.pushErrorScope('out-of-memory');
   let backend: WebGpuBackend | null = null;
   try {
-    backend = new WebGpuBackend(ctx, spec, weights, owns, options.maxBindingBytes, options.f16Math ?? false);
+    backend = new WebGpuBackend(ctx, spec, weights, owns, options.maxBindingBytes, options.f16Math ?? false, options.blocksHandedOver ?? false);
     backend.useSubgroups = (options.subgroups ?? true) && ctx.features.has('subgroups');
     backend.fuseDecode = options.fuseDecode ?? true;
     if (options.precompile ?? true) backend.precompile();
