@@ -6,17 +6,13 @@
  * and onnxruntime cost on this machine is not written down anywhere; the bound on the difference is derived
  * from the checkpoint's sizes. The block-streamed case (F16 beyond ~160 MiB) is tests/webgpu/peak-rss.test.ts.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomIds, type RandomModelOptions, writeRandomCheckpoint } from '../webgpu/random-model.ts';
+import { MIB, mib, scorePeak as scorePeakIn } from './peak-rss.ts';
 
-const MIB = 2 ** 20;
-const ROOT = join(import.meta.dirname, '..', '..');
-const HOOK = join(ROOT, 'tests', 'engine', 'peak-rss-hook.mjs');
 /** Writing 106 MiB and two CLI runs side by side, on a machine shared with other jobs. */
 const TIMEOUT_MS = 120_000;
 
@@ -35,26 +31,11 @@ const MODEL: RandomModelOptions = {
 };
 const TINY: RandomModelOptions = { modelType: 'llama', dtype: 'F16', hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, layers: 2, vocab: 4096, maxPositions: 256, seed: 42 };
 
-interface Run {
-  peakBytes: number;
-  out: { memory: { mode: string; gpuPeakBytes: number; weightBytes: number }; blocks: { index: number; bi: number }[] };
-}
-
 let dir: string;
 let stored: { blockBytes: number[]; endsBytes: number };
 
-/** `prunelab score --backend cpu --json` on `model` in a child process that reports its own peak RSS at exit. */
-async function scorePeak(model: string): Promise<Run> {
-  const peakFile = join(dir, `peak-${Math.random().toString(36).slice(2)}`);
-  const { stdout } = await promisify(execFile)(
-    process.execPath,
-    ['--import', HOOK, join(ROOT, 'cli', 'bin.mjs'), 'score', '--model', model, '--ids', join(dir, 'ids.json'), '--backend', 'cpu', '--json'],
-    { cwd: ROOT, env: { ...process.env, PRUNELAB_PEAK_RSS_FILE: peakFile }, maxBuffer: 16 * MIB },
-  );
-  return { peakBytes: Number(readFileSync(peakFile, 'utf8')), out: JSON.parse(stdout) };
-}
-
-const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
+/** `prunelab score --backend cpu --json` on `model` in this test's folder. */
+const scorePeak = (model: string) => scorePeakIn(dir, model, ['--backend', 'cpu']);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'prunelab-rss-cpu-'));
