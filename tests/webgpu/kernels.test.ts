@@ -297,46 +297,52 @@ describeGpu('WebGPU kernels vs the CPU reference ops', () => {
     }
   }
 
-  test('block statistics sums match ops.blockStatSums within 1e-6 per token, also for nearly equal states', async () => {
-    for (const [width, noise] of [
-      [48, 1],
-      [67, 1e-3],
-      [130, 0.3],
-    ] as const) {
-      const rows = 9;
-      const a = randomArray(rows * width);
-      const b = a.map((v) => v * 1.1 + noise * rand());
-      const results = h.buffer(4 * 3 * 4);
-      await h.run((rec) => blockStats(rec, h.buffer(a), h.buffer(b), rows, width, h.buffer(rows * 3 * 4), results, 2));
-      const got = await h.read(results, 3, 6);
-      const want = ops.blockStatSums(a, b, width);
-      const err = maxAbsDiff(got, [want.cosSum, want.angularSum, want.relMagnitudeSum]) / rows;
-      expect(record('block-stats', err)).toBeLessThan(1e-6);
-    }
-  });
-
-  test('a forward’s shared stats table: strided per-token rows, x_in advanced in place, one sumRows for every block', async () => {
-    // three "blocks" x0 → x1 → x2 → x3, as run() records them: x_in copied once, each tokenStats advances it
-    const [rows, width, slots] = [5, 70, 3];
-    const states = [randomArray(rows * width)];
-    for (let s = 0; s < slots; s++) states.push(states[s].map((v) => v * 0.9 + 0.2 * rand()));
-    const xin = h.buffer(states[0]);
-    const outs = states.slice(1).map((s) => h.buffer(s));
-    const perToken = h.buffer(rows * slots * 3 * 4);
-    const results = h.buffer(slots * 3 * 4);
-    await h.run((rec) => {
-      for (const [slot, x] of outs.entries()) tokenStats(rec, xin, x, rows, width, perToken, { stride: slots * 3, offset: slot * 3, advance: true });
-      sumRows(rec, perToken, rows, slots * 3, results, 0);
+  for (const subgroups of [false, true]) {
+    const path = subgroups ? 'subgroups' : 'tree';
+    test(`[${path}] block statistics sums match ops.blockStatSums within 1e-6 per token, also for nearly equal states`, async (ctx) => {
+      // the subgroup path runs where the adapter offers `subgroups` (SwiftShader does); elsewhere the test says it skipped
+      if (subgroups && !h.ctx.features.has('subgroups')) ctx.skip();
+      for (const [width, noise] of [
+        [48, 1],
+        [67, 1e-3],
+        [130, 0.3],
+      ] as const) {
+        const rows = 9;
+        const a = randomArray(rows * width);
+        const b = a.map((v) => v * 1.1 + noise * rand());
+        const results = h.buffer(4 * 3 * 4);
+        await h.run((rec) => blockStats(rec, h.buffer(a), h.buffer(b), rows, width, h.buffer(rows * 3 * 4), results, 2, subgroups));
+        const got = await h.read(results, 3, 6);
+        const want = ops.blockStatSums(a, b, width);
+        const err = maxAbsDiff(got, [want.cosSum, want.angularSum, want.relMagnitudeSum]) / rows;
+        expect(record('block-stats', err)).toBeLessThan(1e-6);
+      }
     });
-    const got = await h.read(results, slots * 3);
-    for (let slot = 0; slot < slots; slot++) {
-      const want = ops.blockStatSums(states[slot], states[slot + 1], width);
-      const err = maxAbsDiff(got.slice(slot * 3, slot * 3 + 3), [want.cosSum, want.angularSum, want.relMagnitudeSum]) / rows;
-      expect(record('block-stats', err)).toBeLessThan(1e-6);
-    }
-    // after the last block x_in holds x_3 exactly (a copy, not arithmetic)
-    expect(maxAbsDiff(await h.read(xin, rows * width), states[slots])).toBe(0);
-  });
+
+    test(`[${path}] a forward’s shared stats table: strided per-token rows, x_in advanced in place, one sumRows for every block`, async (ctx) => {
+      if (subgroups && !h.ctx.features.has('subgroups')) ctx.skip();
+      // three "blocks" x0 → x1 → x2 → x3, as run() records them: x_in copied once, each tokenStats advances it
+      const [rows, width, slots] = [5, 70, 3];
+      const states = [randomArray(rows * width)];
+      for (let s = 0; s < slots; s++) states.push(states[s].map((v) => v * 0.9 + 0.2 * rand()));
+      const xin = h.buffer(states[0]);
+      const outs = states.slice(1).map((s) => h.buffer(s));
+      const perToken = h.buffer(rows * slots * 3 * 4);
+      const results = h.buffer(slots * 3 * 4);
+      await h.run((rec) => {
+        for (const [slot, x] of outs.entries()) tokenStats(rec, xin, x, rows, width, perToken, { stride: slots * 3, offset: slot * 3, advance: true, subgroups });
+        sumRows(rec, perToken, rows, slots * 3, results, 0);
+      });
+      const got = await h.read(results, slots * 3);
+      for (let slot = 0; slot < slots; slot++) {
+        const want = ops.blockStatSums(states[slot], states[slot + 1], width);
+        const err = maxAbsDiff(got.slice(slot * 3, slot * 3 + 3), [want.cosSum, want.angularSum, want.relMagnitudeSum]) / rows;
+        expect(record('block-stats', err)).toBeLessThan(1e-6);
+      }
+      // after the last block x_in holds x_3 exactly (a copy, not arithmetic)
+      expect(maxAbsDiff(await h.read(xin, rows * width), states[slots])).toBe(0);
+    });
+  }
 
   test('per-token NLL summed on the GPU matches ops.nll within 1e-6 relative', async () => {
     const [rows, vocab] = [6, 333];

@@ -257,7 +257,7 @@ export class WebGpuBackend implements Backend {
     if (this.embed) embeddingPipeline(rec, this.embed.format, this.positions !== null);
     attentionPipeline(rec);
     if (spec.logitScale !== 1 || spec.finalSoftcap !== null) finalLogitsPipeline(rec);
-    tokenStatsPipeline(rec);
+    tokenStatsPipeline(rec, this.useSubgroups);
     sumRowsPipeline(rec);
     nllPipeline(rec);
   }
@@ -593,7 +593,7 @@ export class WebGpuBackend implements Backend {
     }
     const results = this.buffer('results', 3 * F32);
     const staging = this.workspace.get('statsStaging', 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-    blockStats(rec, xIn, stream.x, rows, hidden, this.buffer('perToken', rows * 3 * F32), results, 0);
+    blockStats(rec, xIn, stream.x, rows, hidden, this.buffer('perToken', rows * 3 * F32), results, 0, this.useSubgroups);
     rec.copy(results, 0, staging, 0, 3 * F32);
     await this.submit(rec, `block ${index}`);
     await staging.mapAsync(GPUMapMode.READ, 0, 16);
@@ -927,7 +927,7 @@ export class WebGpuBackend implements Backend {
     if (xIn) rec.copy(x, 0, xIn, 0, stateBytes);
     plan.blocks.forEach((i, slot) => {
       this.recordBlock(rec, x, rows, i, !skipAttention.has(i), !skipMlp.has(i), firstPosition, cache);
-      if (xIn && perToken) tokenStats(rec, xIn, x, rows, hidden, perToken, { stride: statsStride, offset: slot * 3, advance: true });
+      if (xIn && perToken) tokenStats(rec, xIn, x, rows, hidden, perToken, { stride: statsStride, offset: slot * 3, advance: true, subgroups: this.useSubgroups });
       if (wantStates) rec.copy(x, 0, staging, out.state(slot + 1), stateBytes);
     });
     if (perToken && statsStride > 0) sumRows(rec, perToken, rows, statsStride, results, 0);

@@ -8,20 +8,22 @@
  * live) with Abramowitz–Stegun 4.4.46 (|error| ≤ 2e-8), not the platform's acos.
  */
 import type { Binding, Recorder } from '../recorder.ts';
-import { grid, LINEAR_ID, reductions, uniforms } from './common.ts';
+import { grid, LINEAR_ID, reductions, subgroupHeader, uniforms } from './common.ts';
 
 const WG = 64;
 
 const TOKEN_STATS_PARAMS = uniforms({ rows: 'u32', width: 'u32', stride: 'u32', offset: 'u32', advance: 'u32' });
 const SUM_ROWS_PARAMS = uniforms({ rows: 'u32', cols: 'u32', dstOffset: 'u32' });
 
-function tokenStatsCode(): string {
-  return `
+/** With subgroups, each reduction takes two workgroup barriers instead of log2(WG) + 2 (what this kernel mostly waits on). */
+function tokenStatsCode(subgroups: boolean): string {
+  const sg = subgroups ? ', sgSize, sgLane' : '';
+  return `${subgroups ? subgroupHeader() : ''}
 ${TOKEN_STATS_PARAMS.wgsl}
 @group(0) @binding(1) var<storage, read_write> xin: array<f32>;
 @group(0) @binding(2) var<storage, read> xout: array<f32>;
 @group(0) @binding(3) var<storage, read_write> perToken: array<f32>;
-${reductions(WG)}
+${reductions(WG, subgroups)}
 const PI = 3.14159265358979;
 /** acos(c) for c in [0, 1] given oneMinus = 1 − c computed without cancellation. */
 fn acosFrom(c: f32, oneMinus: f32) -> f32 {
@@ -30,7 +32,7 @@ fn acosFrom(c: f32, oneMinus: f32) -> f32 {
   return sqrt(max(oneMinus, 0.0)) * poly;
 }
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lane: u32${subgroups ? ', @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgLane: u32' : ''}) {
   let t = ${LINEAR_ID};
   if (t >= p.rows) { return; }
   let o = t * p.width;
@@ -40,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let b = xout[o + i];
     s = s + vec4<f32>(a * b, a * a, b * b, (b - a) * (b - a));
   }
-  let sums = reduceSum4(s, lane);
+  let sums = reduceSum4(s, lane${sg});
   let na = sqrt(sums.y);
   let nb = sqrt(sums.z);
   var e = 0.0;
@@ -48,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let diff = xin[o + i] / na - xout[o + i] / nb;
     e = fma(diff, diff, e);
   }
-  let unitDist = reduceSum(e, lane);
+  let unitDist = reduceSum(e, lane${sg});
   if (p.advance != 0u) {
     for (var i = lane; i < p.width; i = i + WG) { xin[o + i] = xout[o + i]; }
   }
@@ -82,19 +84,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
-export function tokenStatsPipeline(rec: Pick<Recorder, 'pipelines'>): GPUComputePipeline {
-  return rec.pipelines.get('token-stats', tokenStatsCode);
+export function tokenStatsPipeline(rec: Pick<Recorder, 'pipelines'>, subgroups = false): GPUComputePipeline {
+  return rec.pipelines.get(subgroups ? 'token-stats-sg' : 'token-stats', () => tokenStatsCode(subgroups));
 }
 
 export function sumRowsPipeline(rec: Pick<Recorder, 'pipelines'>): GPUComputePipeline {
   return rec.pipelines.get('sum-rows', sumRowsCode);
 }
 
-/** Where tokenStats writes: row t's three floats at t · stride + offset; advance = then copy x_out into x_in. */
+/** Where tokenStats writes: row t's three floats at t · stride + offset; advance = then copy x_out into x_in; subgroups = the subgroup reductions. */
 export interface TokenStatsLayout {
   stride: number;
   offset: number;
   advance: boolean;
+  subgroups?: boolean;
 }
 
 /** perToken[t · stride + offset …] = (cos, angular, relMagnitude) of x_in,t vs x_out,t (default: rows × 3 floats). */
@@ -107,8 +110,8 @@ export function tokenStats(
   perToken: GPUBuffer,
   layout: TokenStatsLayout = { stride: 3, offset: 0, advance: false },
 ): void {
-  const { stride, offset, advance } = layout;
-  rec.dispatch(tokenStatsPipeline(rec), TOKEN_STATS_PARAMS.pack({ rows, width, stride, offset, advance: advance ? 1 : 0 }), [xin, xout, perToken], grid(rows));
+  const { stride, offset, advance, subgroups = false } = layout;
+  rec.dispatch(tokenStatsPipeline(rec, subgroups), TOKEN_STATS_PARAMS.pack({ rows, width, stride, offset, advance: advance ? 1 : 0 }), [xin, xout, perToken], grid(rows));
 }
 
 /** dst[dstOffset + c] = Σ_r src[r · cols + c] for c < cols. */
@@ -117,7 +120,17 @@ export function sumRows(rec: Recorder, src: Binding, rows: number, cols: number,
 }
 
 /** Per-token statistics of one block summed into slot `slot` (3 floats) of `results`. */
-export function blockStats(rec: Recorder, xin: GPUBuffer, xout: GPUBuffer, rows: number, width: number, perToken: GPUBuffer, results: GPUBuffer, slot: number): void {
-  tokenStats(rec, xin, xout, rows, width, perToken);
+export function blockStats(
+  rec: Recorder,
+  xin: GPUBuffer,
+  xout: GPUBuffer,
+  rows: number,
+  width: number,
+  perToken: GPUBuffer,
+  results: GPUBuffer,
+  slot: number,
+  subgroups = false,
+): void {
+  tokenStats(rec, xin, xout, rows, width, perToken, { stride: 3, offset: 0, advance: false, subgroups });
   sumRows(rec, perToken, rows, 3, results, slot * 3);
 }
