@@ -6,12 +6,10 @@
  * and onnxruntime cost on this machine is not written down anywhere; the bound on the difference is derived
  * from the checkpoint's sizes. The block-streamed case (F16 beyond ~160 MiB) is tests/webgpu/peak-rss.test.ts.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { randomIds, type RandomModelOptions, writeRandomCheckpoint } from '../webgpu/random-model.ts';
-import { MIB, mib, scorePeak as scorePeakIn } from './peak-rss.ts';
+import { describe, expect, test } from 'vitest';
+import type { RandomModelOptions } from '../webgpu/random-model.ts';
+import { MIB, mib, peakRssCheckpoints, scorePeak as scorePeakIn } from './peak-rss.ts';
 
 /** Writing 106 MiB and two CLI runs side by side, on a machine shared with other jobs. */
 const TIMEOUT_MS = 120_000;
@@ -31,30 +29,19 @@ const MODEL: RandomModelOptions = {
 };
 const TINY: RandomModelOptions = { modelType: 'llama', dtype: 'F16', hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, layers: 2, vocab: 4096, maxPositions: 256, seed: 42 };
 
-let dir: string;
-let stored: { blockBytes: number[]; endsBytes: number };
+const files = peakRssCheckpoints('rss-cpu', TINY, MODEL, TIMEOUT_MS);
 
 /** `prunelab score --backend cpu --json` on `model` in this test's folder. */
-const scorePeak = (model: string) => scorePeakIn(dir, model, ['--backend', 'cpu']);
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'prunelab-rss-cpu-'));
-  writeFileSync(join(dir, 'ids.json'), JSON.stringify([randomIds(16, MODEL.vocab, 7)]));
-  await writeRandomCheckpoint(join(dir, 'tiny'), TINY, 64 * MIB);
-  stored = await writeRandomCheckpoint(join(dir, 'model'), MODEL, 64 * MIB);
-}, TIMEOUT_MS);
-afterAll(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+const scorePeak = (model: string) => scorePeakIn(files.dir, model, ['--backend', 'cpu']);
 
 describe('peak RSS of `prunelab score` on the fast CPU backend, every block resident', () => {
   test(
     'within the baseline (a 2 MB model) + E + 2 H + 2 ΣB (the f32 copies) + 2 B + 32 MiB: the blocks as stored are not kept beside their f32 copies',
     async () => {
-      const [base, run] = await Promise.all([scorePeak(join(dir, 'tiny')), scorePeak(join(dir, 'model'))]);
-      const E = stored.endsBytes;
-      const blocks = stored.blockBytes.reduce((a, b) => a + b, 0);
-      const B = Math.max(...stored.blockBytes);
+      const [base, run] = await Promise.all([scorePeak(join(files.dir, 'tiny')), scorePeak(join(files.dir, 'model'))]);
+      const E = files.stored.endsBytes;
+      const blocks = files.stored.blockBytes.reduce((a, b) => a + b, 0);
+      const B = Math.max(...files.stored.blockBytes);
       /** The untied head as stored (F16). */
       const H = MODEL.vocab * MODEL.hidden * 2;
       const weights = E + blocks;

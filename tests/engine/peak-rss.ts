@@ -4,9 +4,12 @@
  * (tests/engine/peak-rss-cpu.test.ts, tests/webgpu/peak-rss.test.ts).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { afterAll, beforeAll } from 'vitest';
+import { randomIds, type RandomModelOptions, writeRandomCheckpoint } from '../webgpu/random-model.ts';
 
 export const MIB = 2 ** 20;
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -37,3 +40,22 @@ export async function scorePeak(dir: string, model: string, flags: string[]): Pr
 }
 
 export const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
+
+/**
+ * A test file's checkpoints: `tiny` (the baseline: the same command on a 2 MB model) and `model`, written to a
+ * temporary folder before the file's tests (with ids.json: 16 random ids) and removed after. `dir` and `stored`
+ * (the model's stored block and ends bytes) are set once beforeAll has run.
+ */
+export function peakRssCheckpoints(prefix: string, tiny: RandomModelOptions, model: RandomModelOptions, timeoutMs: number) {
+  const at: { dir: string; stored: { blockBytes: number[]; endsBytes: number } } = { dir: '', stored: { blockBytes: [], endsBytes: 0 } };
+  beforeAll(async () => {
+    at.dir = mkdtempSync(join(tmpdir(), `prunelab-${prefix}-`));
+    writeFileSync(join(at.dir, 'ids.json'), JSON.stringify([randomIds(16, model.vocab, 7)]));
+    await writeRandomCheckpoint(join(at.dir, 'tiny'), tiny, 64 * MIB);
+    at.stored = await writeRandomCheckpoint(join(at.dir, 'model'), model, 64 * MIB);
+  }, timeoutMs);
+  afterAll(() => {
+    if (at.dir) rmSync(at.dir, { recursive: true, force: true });
+  });
+  return at;
+}
