@@ -90,8 +90,8 @@ describeGpu(`peak RSS of \`prunelab score --backend webgpu --gpu-memory ${BUDGET
       expect(large.out.memory.gpuPeakBytes).toBeLessThanOrEqual(BUDGET_MIB * MIB);
       // SwiftShader's GPU memory is this process's memory: the budget; on the host, the ends as stored (the
       // embedding rows are uploaded per sequence) and two blocks as read (the one uploading, the one read ahead).
-      // The margin is allocator slack: deltas of 91–99 MiB over six runs, later 107–124 MiB (the WebGPU
-      // backend now holds the ends as handed over), against budget + E + 2 B = 125 MiB; 32 MiB keeps the bound
+      // The margin is allocator slack: deltas of 91–99 MiB over six runs, later 107–124 MiB (also on the
+      // earlier code: run-to-run variation), against budget + E + 2 B = 125 MiB; 32 MiB keeps the bound
       // (157 MiB) below the checkpoint (190 MiB), which a process holding every block would exceed.
       const bound = BUDGET_MIB * MIB + E + 2 * B + 32 * MIB;
       const delta = large.peakBytes - base.peakBytes;
