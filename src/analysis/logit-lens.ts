@@ -56,10 +56,39 @@ function finalNormOf(checkpoint: Checkpoint): { weight: Float32Array; bias: Floa
 }
 
 /**
+ * The k most likely tokens of a stream of (id, logit) pairs, ids ascending (larger logit first, lower id on ties),
+ * with softmax probabilities over every pair seen (float64, by a running log-sum-exp): one row at a time
+ * (topOfRow) or a row read in chunks of the vocabulary (headTop).
+ */
+class RunningTop {
+  private max = Number.NEGATIVE_INFINITY;
+  private sum = 0;
+  private readonly best: { id: number; v: number }[] = [];
+  constructor(private readonly k: number) {}
+
+  push(id: number, v: number): void {
+    if (v > this.max) {
+      this.sum = this.sum * Math.exp(this.max - v) + 1;
+      this.max = v;
+    } else this.sum += Math.exp(v - this.max);
+    const { best, k } = this;
+    if (best.length === k && v <= best[k - 1].v) return;
+    let at = best.length === k ? k - 1 : best.length;
+    while (at > 0 && best[at - 1].v < v) at--;
+    best.splice(at, 0, { id, v });
+    if (best.length > k) best.pop();
+  }
+
+  tokens(): LensToken[] {
+    return this.best.map(({ id, v }) => ({ id, prob: Math.exp(v - this.max) / this.sum }));
+  }
+}
+
+/**
  * Final norm + LM head + the family's logit scale / soft cap on rows × hidden states — the CPU backend's own
  * steps (cpu/backend.ts head), so the last state's row is the model's next-token distribution — keeping per row
- * only the k most likely tokens (larger logit first, lower id on ties) and softmax probabilities (float64, by a
- * running log-sum-exp). The head is decoded from its stored bytes in chunks of rows (HEAD_CHUNK_BYTES).
+ * only the k most likely tokens and their softmax probabilities (RunningTop). The head is decoded from its
+ * stored bytes in chunks of rows (HEAD_CHUNK_BYTES).
  */
 export function headTop(checkpoint: Checkpoint, states: Float32Array, rows: number, k: number, chunkBytes = HEAD_CHUNK_BYTES): LensToken[][] {
   const { hidden, vocabSize, norm, normEps, normOffset, logitScale, finalSoftcap } = checkpoint.spec;
@@ -68,47 +97,21 @@ export function headTop(checkpoint: Checkpoint, states: Float32Array, rows: numb
   const lmHead = checkpoint.weights.lmHead;
   const chunk = Math.max(1, Math.min(vocabSize, Math.floor(chunkBytes / (hidden * 4))));
   const w = new Float32Array(chunk * hidden);
-  const max = new Float64Array(rows).fill(Number.NEGATIVE_INFINITY);
-  const sum = new Float64Array(rows);
-  const best: { id: number; v: number }[][] = Array.from({ length: rows }, () => []);
+  const tops = Array.from({ length: rows }, () => new RunningTop(k));
   for (let v0 = 0; v0 < vocabSize; v0 += chunk) {
     const count = Math.min(chunk, vocabSize - v0);
     for (let j = 0; j < count; j++) decodeRow(lmHead, v0 + j, hidden, w.subarray(j * hidden, (j + 1) * hidden));
     const logits = finalLogits(matmul(normed, rows, w.subarray(0, count * hidden), count, hidden, null), logitScale, finalSoftcap);
-    for (let r = 0; r < rows; r++) {
-      const top = best[r];
-      for (let j = 0; j < count; j++) {
-        const v = logits[r * count + j];
-        if (v > max[r]) {
-          sum[r] = sum[r] * Math.exp(max[r] - v) + 1;
-          max[r] = v;
-        } else sum[r] += Math.exp(v - max[r]);
-        if (top.length === k && v <= top[k - 1].v) continue;
-        let at = top.length === k ? k - 1 : top.length;
-        while (at > 0 && top[at - 1].v < v) at--;
-        top.splice(at, 0, { id: v0 + j, v });
-        if (top.length > k) top.pop();
-      }
-    }
+    for (let r = 0; r < rows; r++) for (let j = 0; j < count; j++) tops[r].push(v0 + j, logits[r * count + j]);
   }
-  return best.map((top, r) => top.map(({ id, v }) => ({ id, prob: Math.exp(v - max[r]) / sum[r] })));
+  return tops.map((top) => top.tokens());
 }
 
 /** The k most likely tokens of one logit row with softmax probabilities (float64), by one linear pass. */
 export function topOfRow(row: Float32Array, k: number): LensToken[] {
-  let max = Number.NEGATIVE_INFINITY;
-  for (const v of row) if (v > max) max = v;
-  let sum = 0;
-  for (const v of row) sum += Math.exp(v - max);
-  const best: number[] = [];
-  for (let id = 0; id < row.length; id++) {
-    if (best.length === k && row[id] <= row[best[k - 1]]) continue;
-    let at = best.length === k ? k - 1 : best.length;
-    while (at > 0 && row[best[at - 1]] < row[id]) at--;
-    best.splice(at, 0, id);
-    if (best.length > k) best.pop();
-  }
-  return best.map((id) => ({ id, prob: Math.exp(row[id] - max) / sum }));
+  const top = new RunningTop(k);
+  for (let id = 0; id < row.length; id++) top.push(id, row[id]);
+  return top.tokens();
 }
 
 export interface LensOptions {
